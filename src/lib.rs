@@ -1,0 +1,2 @@
+use fuser as _;
+use scylla as _;
