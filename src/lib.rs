@@ -1,2 +1,32 @@
-use fuser as _;
-use scylla as _;
+//! CassFS: a FUSE filesystem whose storage engine is Apache Cassandra.
+//!
+//! The request path is `fuse` (the kernel adapter) → `workers` (a fixed
+//! thread pool) → `ops` (the filesystem on inodes) → `cache` and `store`
+//! (Cassandra). See ARCHITECTURE.md.
+
+pub mod cli;
+pub mod error;
+pub mod store;
+
+use std::time::Duration;
+
+use cli::{MountArgs, SchemaArgs};
+use store::StoreConfig;
+
+/// `cassfs schema`: creates the keyspace and tables.
+pub fn run_schema(args: &SchemaArgs) -> Result<(), String> {
+    let mut cfg = StoreConfig::new(&args.server, &args.keyspace);
+    cfg.request_timeout = Duration::from_secs_f64(args.timeout);
+    store::apply_schema(&cfg, args.replication_factor).map_err(|e| e.to_string())?;
+    println!(
+        "cassfs: schema ready in keyspace '{}' at {}",
+        cfg.keyspace,
+        cfg.addresses()
+    );
+    Ok(())
+}
+
+/// `cassfs [options]`: mounts a volume until unmounted or signalled.
+pub fn run_mount(_args: &MountArgs) -> Result<(), String> {
+    Err("mounting is not built yet".into())
+}

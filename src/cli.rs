@@ -1,0 +1,272 @@
+//! The command line: flags (Go style `-mount /x` and GNU style `--mount /x`),
+//! their validation, and the `schema` subcommand.
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::store::Consistency;
+
+/// `cassfs --version`: package version, git revision, build date.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (git ",
+    env!("CASSFS_GIT_REV"),
+    ", built ",
+    env!("CASSFS_BUILD_DATE"),
+    ")"
+);
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "cassfs",
+    version = VERSION,
+    about = "Mount a CassFS volume (owner, environment) stored in Apache Cassandra.",
+    long_about = "Mount a CassFS volume (owner, environment) stored in Apache Cassandra.\n\n\
+        cassfs [options] mounts one volume and stays in the foreground until it is \
+        unmounted (fusermount3 -u MOUNTPOINT) or receives SIGTERM/SIGINT.\n\
+        Flags may be written Go style (-mount /opt, -owner=7) or GNU style (--mount /opt).",
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub mount: MountArgs,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create the keyspace and tables CassFS needs (idempotent).
+    Schema(SchemaArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SchemaArgs {
+    /// Cassandra contact points: comma-separated host or host:port.
+    #[arg(long, default_value = "localhost")]
+    pub server: String,
+    /// Keyspace to create.
+    #[arg(long, default_value = "cassfs")]
+    pub keyspace: String,
+    /// Replication factor of the keyspace (SimpleStrategy).
+    #[arg(long = "replication-factor", alias = "replication_factor", default_value_t = 1)]
+    pub replication_factor: u32,
+    /// Seconds before a Cassandra request fails.
+    #[arg(long, default_value = "10", value_parser = positive_secs)]
+    pub timeout: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct MountArgs {
+    /// Log every request (debug level).
+    #[arg(long, num_args = 0..=1, default_value = "false", default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub debug: bool,
+    /// Seconds the kernel caches names and attributes.
+    #[arg(long = "entry_ttl", alias = "entry-ttl", default_value = "1", value_parser = secs)]
+    pub entry_ttl: f64,
+    /// Seconds the kernel caches "no such file" answers.
+    #[arg(long = "negative_ttl", alias = "negative-ttl", default_value = "1", value_parser = secs)]
+    pub negative_ttl: f64,
+    /// Seconds the local caches of metadata and file content are trusted before
+    /// they are checked against Cassandra (0: always check).
+    #[arg(long = "fcache_ttl", alias = "fcache-ttl", default_value = "60", value_parser = secs)]
+    pub fcache_ttl: f64,
+    /// Environment of the volume (with owner, names the volume).
+    #[arg(long, default_value = "prod", value_parser = environment)]
+    pub environment: String,
+    /// Cassandra keyspace holding the CassFS tables.
+    #[arg(long, default_value = "cassfs")]
+    pub keyspace: String,
+    /// Directory to mount the volume on.
+    #[arg(long, default_value = "./")]
+    pub mount: PathBuf,
+    /// Owner id of the volume (an integer).
+    #[arg(long, default_value_t = 1)]
+    pub owner: i64,
+    /// Cassandra contact points: comma-separated host or host:port (port 9042 by default).
+    #[arg(long, default_value = "localhost")]
+    pub server: String,
+    /// Worker threads serving filesystem requests.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+    /// CQL consistency level of reads and writes.
+    #[arg(long, default_value = "LOCAL_QUORUM")]
+    pub consistency: Consistency,
+    /// Seconds before a Cassandra request fails; the call then returns EIO.
+    #[arg(long, default_value = "10", value_parser = positive_secs)]
+    pub timeout: f64,
+    /// Bytes of file content kept in memory (suffixes K, M, G allowed).
+    #[arg(long = "cache_size", alias = "cache-size", default_value = "256M", value_parser = size)]
+    pub cache_size: u64,
+    /// Let users other than the one who mounted use the mount (containers).
+    #[arg(long = "allow_other", alias = "allow-other", num_args = 0..=1,
+          default_value = "false", default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_other: bool,
+    /// Mount read-only.
+    #[arg(long = "read_only", alias = "read-only", num_args = 0..=1,
+          default_value = "false", default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub read_only: bool,
+}
+
+/// Long flag names that may be written with a single dash (Go style).
+const LONG_FLAGS: &[&str] = &[
+    "debug",
+    "entry_ttl",
+    "negative_ttl",
+    "fcache_ttl",
+    "environment",
+    "keyspace",
+    "mount",
+    "owner",
+    "server",
+    "workers",
+    "consistency",
+    "timeout",
+    "cache_size",
+    "allow_other",
+    "read_only",
+    "replication_factor",
+    "replication-factor",
+    "help",
+    "version",
+];
+
+/// Rewrites Go-style single-dash long flags (`-mount`, `-owner=7`) to
+/// `--mount`, `--owner=7`. Anything else is left for clap to judge.
+pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut rest = false;
+    for (i, a) in args.into_iter().enumerate() {
+        if i == 0 || rest {
+            out.push(a);
+            continue;
+        }
+        if a == "--" {
+            rest = true;
+            out.push(a);
+            continue;
+        }
+        let converted = a.to_str().and_then(|s| {
+            let body = s.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
+            let name = body.split('=').next().unwrap_or(body);
+            LONG_FLAGS.contains(&name).then(|| OsString::from(format!("-{s}")))
+        });
+        out.push(converted.unwrap_or(a));
+    }
+    out
+}
+
+fn secs(s: &str) -> Result<f64, String> {
+    let v: f64 = s
+        .parse()
+        .map_err(|_| format!("'{s}' is not a number of seconds"))?;
+    if !v.is_finite() || v < 0.0 {
+        return Err(format!("'{s}': seconds must be a finite number >= 0"));
+    }
+    Ok(v)
+}
+
+fn positive_secs(s: &str) -> Result<f64, String> {
+    let v = secs(s)?;
+    if v <= 0.0 {
+        return Err(format!("'{s}': must be more than 0 seconds"));
+    }
+    Ok(v)
+}
+
+fn size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("'{s}' is not a size (bytes, or a number with K, M or G)"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
+}
+
+fn environment(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "'{s}': an environment is 1-64 letters, digits, '-', '_' or '.'"
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)))
+    }
+
+    #[test]
+    fn go_style_flags_work() {
+        let cli = parse(&["cassfs", "-mount", "/opt", "-keyspace", "ks", "-owner=7", "-debug"])
+            .expect("parses");
+        assert_eq!(cli.mount.mount, PathBuf::from("/opt"));
+        assert_eq!(cli.mount.keyspace, "ks");
+        assert_eq!(cli.mount.owner, 7);
+        assert!(cli.mount.debug);
+        assert!(cli.command.is_none());
+    }
+
+    #[test]
+    fn defaults_match_the_original_tool() {
+        let m = parse(&["cassfs"]).expect("parses").mount;
+        assert_eq!(m.entry_ttl, 1.0);
+        assert_eq!(m.negative_ttl, 1.0);
+        assert_eq!(m.fcache_ttl, 60.0);
+        assert_eq!(m.environment, "prod");
+        assert_eq!(m.keyspace, "cassfs");
+        assert_eq!(m.owner, 1);
+        assert_eq!(m.server, "localhost");
+        assert_eq!(m.consistency, Consistency::LocalQuorum);
+    }
+
+    #[test]
+    fn bad_values_are_rejected() {
+        assert!(parse(&["cassfs", "-entry_ttl", "-1"]).is_err());
+        assert!(parse(&["cassfs", "--negative_ttl=-0.5"]).is_err());
+        assert!(parse(&["cassfs", "-owner", "abc"]).is_err());
+        assert!(parse(&["cassfs", "-consistency", "MOST"]).is_err());
+        assert!(parse(&["cassfs", "-environment", "a/b"]).is_err());
+        assert!(parse(&["cassfs", "-bogus"]).is_err());
+    }
+
+    #[test]
+    fn sizes_take_suffixes() {
+        assert_eq!(size("512"), Ok(512));
+        assert_eq!(size("64M"), Ok(64 << 20));
+        assert_eq!(size("1g"), Ok(1 << 30));
+        assert!(size("x").is_err());
+    }
+
+    #[test]
+    fn schema_subcommand_parses() {
+        let cli = parse(&["cassfs", "schema", "-server", "127.0.0.1:1", "--keyspace", "k"])
+            .expect("parses");
+        match cli.command {
+            Some(Command::Schema(s)) => {
+                assert_eq!(s.server, "127.0.0.1:1");
+                assert_eq!(s.keyspace, "k");
+                assert_eq!(s.replication_factor, 1);
+            }
+            None => panic!("no subcommand"),
+        }
+    }
+}

@@ -1,0 +1,72 @@
+//! The filesystem's error type and its one mapping to errno.
+
+use crate::store::StoreError;
+
+/// Why a filesystem operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FsError {
+    #[error("no such file or directory")]
+    NotFound,
+    #[error("file exists")]
+    Exists,
+    #[error("not a directory")]
+    NotDir,
+    #[error("is a directory")]
+    IsDir,
+    #[error("directory not empty")]
+    NotEmpty,
+    #[error("name too long")]
+    NameTooLong,
+    #[error("invalid argument")]
+    Invalid,
+    #[error("no such attribute")]
+    NoAttr,
+    #[error("buffer too small")]
+    Range,
+    #[error("operation not permitted")]
+    Perm,
+    #[error("read-only filesystem")]
+    ReadOnly,
+    #[error("operation not supported")]
+    NotSupported,
+    #[error("bad file handle")]
+    BadHandle,
+    #[error("file too large")]
+    TooBig,
+    #[error("too many links")]
+    TooManyLinks,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl FsError {
+    /// The errno the kernel gets for this error.
+    pub fn errno(&self) -> i32 {
+        match self {
+            FsError::NotFound => libc::ENOENT,
+            FsError::Exists => libc::EEXIST,
+            FsError::NotDir => libc::ENOTDIR,
+            FsError::IsDir => libc::EISDIR,
+            FsError::NotEmpty => libc::ENOTEMPTY,
+            FsError::NameTooLong => libc::ENAMETOOLONG,
+            FsError::Invalid => libc::EINVAL,
+            FsError::NoAttr => libc::ENODATA,
+            FsError::Range => libc::ERANGE,
+            FsError::Perm => libc::EPERM,
+            FsError::ReadOnly => libc::EROFS,
+            FsError::NotSupported => libc::EOPNOTSUPP,
+            FsError::BadHandle => libc::EBADF,
+            FsError::TooBig => libc::EFBIG,
+            FsError::TooManyLinks => libc::EMLINK,
+            FsError::Store(_) => libc::EIO,
+        }
+    }
+
+    /// Errors that are part of normal operation (a lookup of a missing
+    /// name) are logged at debug level; the rest as warnings.
+    pub fn is_expected(&self) -> bool {
+        !matches!(self, FsError::Store(_))
+    }
+}
+
+pub type FsResult<T> = Result<T, FsError>;

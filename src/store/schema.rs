@@ -1,0 +1,111 @@
+//! Creating and checking the CassFS schema (`cql/cassfs.cql`).
+
+use super::session::Conn;
+use super::{Result, StoreConfig, StoreError};
+
+/// The schema, compiled into the binary.
+pub const SCHEMA_CQL: &str = include_str!("../../cql/cassfs.cql");
+
+/// The tables a keyspace must hold for CassFS to mount it.
+const TABLES: [&str; 5] = ["volumes", "inodes", "dentries", "blocks", "block_refs"];
+
+/// Checks that a keyspace name is a plain CQL identifier.
+pub(super) fn valid_keyspace(ks: &str) -> Result<()> {
+    let ok = !ks.is_empty()
+        && ks.len() <= 48
+        && ks.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && ks.chars().next().is_some_and(|c| c.is_ascii_alphabetic());
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Schema(format!(
+            "invalid keyspace name '{ks}': use 1-48 letters, digits or '_', starting with a letter"
+        )))
+    }
+}
+
+/// The statements of the schema file, comments removed.
+fn statements() -> impl Iterator<Item = String> {
+    let text: String = SCHEMA_CQL
+        .lines()
+        .map(|l| l.split("--").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n");
+    text.split(';')
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .into_iter()
+}
+
+/// Creates the keyspace (SimpleStrategy with `replication_factor`) and every
+/// table. Safe to run again: nothing existing is changed.
+pub fn apply_schema(cfg: &StoreConfig, replication_factor: u32) -> Result<()> {
+    valid_keyspace(&cfg.keyspace)?;
+    if replication_factor == 0 {
+        return Err(StoreError::Schema("replication factor must be at least 1".into()));
+    }
+    let conn = Conn::connect(cfg)?;
+    let ks = &cfg.keyspace;
+    conn.ddl(&format!(
+        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
+         {{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}"
+    ))?;
+    conn.use_keyspace(ks)?;
+    for stmt in statements() {
+        conn.ddl(&stmt)?;
+    }
+    Ok(())
+}
+
+/// Fails with a message saying how to create the schema when the keyspace
+/// lacks any CassFS table.
+pub fn check_schema(conn: &Conn, cfg: &StoreConfig) -> Result<()> {
+    valid_keyspace(&cfg.keyspace)?;
+    let present = conn.table_names(&cfg.keyspace)?;
+    let missing: Vec<&str> = TABLES
+        .iter()
+        .copied()
+        .filter(|t| !present.iter().any(|p| p == t))
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let what = if present.is_empty() {
+        format!("keyspace '{}' does not exist or has no tables", cfg.keyspace)
+    } else {
+        format!(
+            "keyspace '{}' lacks CassFS tables ({})",
+            cfg.keyspace,
+            missing.join(", ")
+        )
+    };
+    Err(StoreError::Schema(format!(
+        "{what}; create the schema with: cassfs schema --server {} --keyspace {}",
+        cfg.addresses(),
+        cfg.keyspace
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_file_has_every_table() {
+        let all: Vec<String> = statements().collect();
+        for t in TABLES {
+            let needle = format!("CREATE TABLE IF NOT EXISTS {t} (");
+            assert!(all.iter().any(|s| s.starts_with(&needle)), "{t} missing");
+        }
+        assert!(all.iter().all(|s| !s.contains("--")));
+    }
+
+    #[test]
+    fn keyspace_names_are_checked() {
+        assert!(valid_keyspace("cassfs_1").is_ok());
+        assert!(valid_keyspace("1abc").is_err());
+        assert!(valid_keyspace("a;DROP").is_err());
+        assert!(valid_keyspace("").is_err());
+    }
+}

@@ -1,0 +1,693 @@
+//! The driver session, its private runtime, and the volume-bound [`Store`].
+
+use std::future::Future;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use scylla::client::execution_profile::ExecutionProfile;
+use scylla::client::session::Session;
+use scylla::client::session_builder::SessionBuilder;
+use scylla::response::{PagingState, PagingStateResponse};
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+use scylla::statement::{Consistency as CqlConsistency, SerialConsistency};
+use scylla::value::{CqlValue, Row};
+
+use super::records::{dentry_from_row, InodeRow, NewInodeRow, INODE_COLUMNS, NEW_INODE_COLUMNS};
+use super::schema::{check_schema, valid_keyspace};
+use super::{Consistency, Dentry, Hash, Inode, Result, StoreConfig, StoreError};
+
+/// How many requests of one bulk call run at once.
+const PARALLEL: usize = 32;
+
+fn cql_consistency(c: Consistency) -> CqlConsistency {
+    match c {
+        Consistency::One => CqlConsistency::One,
+        Consistency::Two => CqlConsistency::Two,
+        Consistency::Three => CqlConsistency::Three,
+        Consistency::Quorum => CqlConsistency::Quorum,
+        Consistency::All => CqlConsistency::All,
+        Consistency::LocalQuorum => CqlConsistency::LocalQuorum,
+        Consistency::EachQuorum => CqlConsistency::EachQuorum,
+        Consistency::LocalOne => CqlConsistency::LocalOne,
+    }
+}
+
+/// A connected session and the runtime that drives it.
+pub struct Conn {
+    // Declared before `rt`: dropped first (see Drop).
+    session: Option<Arc<Session>>,
+    rt: tokio::runtime::Runtime,
+    timeout: Duration,
+    statements: AtomicU64,
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        let _guard = self.rt.enter();
+        self.session.take();
+    }
+}
+
+impl Conn {
+    /// Connects to the contact points; fails within `connect_timeout`.
+    pub fn connect(cfg: &StoreConfig) -> Result<Conn> {
+        let unreachable = |reason: String| StoreError::Unreachable {
+            addr: cfg.addresses(),
+            reason,
+        };
+        if cfg.servers.is_empty() {
+            return Err(unreachable("no server given".into()));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("cassfs-cql")
+            .enable_all()
+            .build()
+            .map_err(|e| unreachable(format!("cannot start I/O runtime: {e}")))?;
+        let profile = ExecutionProfile::builder()
+            .consistency(cql_consistency(cfg.consistency))
+            .serial_consistency(Some(SerialConsistency::LocalSerial))
+            .request_timeout(Some(cfg.request_timeout))
+            .build();
+        let builder = SessionBuilder::new()
+            .known_nodes(&cfg.servers)
+            .connection_timeout(cfg.connect_timeout)
+            .default_execution_profile_handle(profile.into_handle());
+        let session = rt.block_on(async {
+            match tokio::time::timeout(cfg.connect_timeout, builder.build()).await {
+                Ok(Ok(s)) => Ok(s),
+                Ok(Err(e)) => Err(unreachable(e.to_string())),
+                Err(_) => Err(unreachable(format!(
+                    "no CQL answer within {:?}",
+                    cfg.connect_timeout
+                ))),
+            }
+        })?;
+        Ok(Conn {
+            session: Some(Arc::new(session)),
+            rt,
+            timeout: cfg.request_timeout,
+            statements: AtomicU64::new(0),
+        })
+    }
+
+    fn session(&self) -> Arc<Session> {
+        match &self.session {
+            Some(s) => s.clone(),
+            None => unreachable!("session is only taken in drop"),
+        }
+    }
+
+    /// Runs one future on the runtime, bounded by the request timeout (with
+    /// a margin over the driver's own), counting `n` statements.
+    fn run<T, F>(&self, n: u64, fut: F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        self.statements.fetch_add(n, Ordering::Relaxed);
+        let limit = self.timeout + Duration::from_secs(2);
+        self.rt
+            .block_on(async { tokio::time::timeout(limit, fut).await })
+            .unwrap_or(Err(StoreError::Timeout(limit)))
+    }
+
+    /// Runs a schema statement (not prepared).
+    pub(super) fn ddl(&self, cql: &str) -> Result<()> {
+        let s = self.session();
+        self.run(1, async move {
+            s.query_unpaged(cql, ()).await.map_err(StoreError::request)?;
+            Ok(())
+        })
+    }
+
+    pub(super) fn use_keyspace(&self, ks: &str) -> Result<()> {
+        let s = self.session();
+        self.run(1, async move {
+            s.use_keyspace(ks, false).await.map_err(StoreError::request)
+        })
+    }
+
+    /// The names of the tables of a keyspace (empty if it does not exist).
+    pub(super) fn table_names(&self, ks: &str) -> Result<Vec<String>> {
+        let s = self.session();
+        self.run(1, async move {
+            let res = s
+                .query_unpaged(
+                    "SELECT table_name FROM system_schema.tables WHERE keyspace_name = ?",
+                    (ks,),
+                )
+                .await
+                .map_err(StoreError::request)?;
+            let rows = res.into_rows_result().map_err(StoreError::request)?;
+            let names = rows
+                .rows::<(String,)>()
+                .map_err(StoreError::request)?
+                .map(|r| r.map(|(n,)| n).map_err(StoreError::request))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(names)
+        })
+    }
+
+    fn prepare(&self, cql: String) -> Result<PreparedStatement> {
+        let s = self.session();
+        self.run(1, async move { s.prepare(cql).await.map_err(StoreError::request) })
+    }
+}
+
+/// The prepared statements of one store.
+struct Statements {
+    get_inode: PreparedStatement,
+    insert_inode: PreparedStatement,
+    insert_root: PreparedStatement,
+    update_attrs: PreparedStatement,
+    update_content: PreparedStatement,
+    delete_inode: PreparedStatement,
+    set_xattr: PreparedStatement,
+    remove_xattr: PreparedStatement,
+    get_dentry: PreparedStatement,
+    list_dentries: PreparedStatement,
+    any_dentry: PreparedStatement,
+    insert_dentry: PreparedStatement,
+    delete_dentry: PreparedStatement,
+    insert_block: PreparedStatement,
+    get_block: PreparedStatement,
+    insert_ref: PreparedStatement,
+    delete_ref: PreparedStatement,
+    create_volume: PreparedStatement,
+    read_next_ino: PreparedStatement,
+    cas_next_ino: PreparedStatement,
+}
+
+impl Statements {
+    fn prepare(c: &Conn, ks: &str) -> Result<Statements> {
+        let key = "owner = ? AND environment = ?";
+        let ino_key = format!("{key} AND ino = ?");
+        let p = |q: String| c.prepare(q);
+        let mut read_next = p(format!("SELECT next_ino FROM {ks}.volumes WHERE {key}"))?;
+        read_next.set_consistency(CqlConsistency::Serial);
+        Ok(Statements {
+            get_inode: p(format!("SELECT {INODE_COLUMNS} FROM {ks}.inodes WHERE {ino_key}"))?,
+            insert_inode: p(format!(
+                "INSERT INTO {ks}.inodes ({NEW_INODE_COLUMNS}) VALUES ({})",
+                vec!["?"; 19].join(", ")
+            ))?,
+            insert_root: p(format!(
+                "INSERT INTO {ks}.inodes ({NEW_INODE_COLUMNS}) VALUES ({}) USING TIMESTAMP 1",
+                vec!["?"; 19].join(", ")
+            ))?,
+            update_attrs: p(format!(
+                "UPDATE {ks}.inodes SET mode = ?, uid = ?, gid = ?, nlink = ?, atime_ns = ?, \
+                 mtime_ns = ?, ctime_ns = ?, parent = ? WHERE {ino_key}"
+            ))?,
+            update_content: p(format!(
+                "UPDATE {ks}.inodes SET size = ?, version = ?, inline_data = ?, blocks = ?, \
+                 mtime_ns = ?, ctime_ns = ? WHERE {ino_key}"
+            ))?,
+            delete_inode: p(format!("DELETE FROM {ks}.inodes WHERE {ino_key}"))?,
+            set_xattr: p(format!(
+                "UPDATE {ks}.inodes SET xattrs[?] = ?, ctime_ns = ? WHERE {ino_key}"
+            ))?,
+            remove_xattr: p(format!("DELETE xattrs[?] FROM {ks}.inodes WHERE {ino_key}"))?,
+            get_dentry: p(format!(
+                "SELECT ino, kind FROM {ks}.dentries WHERE {key} AND parent = ? AND name = ?"
+            ))?,
+            list_dentries: p(format!(
+                "SELECT name, ino, kind FROM {ks}.dentries WHERE {key} AND parent = ?"
+            ))?,
+            any_dentry: p(format!(
+                "SELECT name FROM {ks}.dentries WHERE {key} AND parent = ? LIMIT 1"
+            ))?,
+            insert_dentry: p(format!(
+                "INSERT INTO {ks}.dentries (owner, environment, parent, name, ino, kind) \
+                 VALUES (?, ?, ?, ?, ?, ?)"
+            ))?,
+            delete_dentry: p(format!(
+                "DELETE FROM {ks}.dentries WHERE {key} AND parent = ? AND name = ?"
+            ))?,
+            insert_block: p(format!(
+                "INSERT INTO {ks}.blocks (owner, hash, data) VALUES (?, ?, ?)"
+            ))?,
+            get_block: p(format!(
+                "SELECT data FROM {ks}.blocks WHERE owner = ? AND hash = ?"
+            ))?,
+            insert_ref: p(format!(
+                "INSERT INTO {ks}.block_refs (owner, hash, environment, ino) VALUES (?, ?, ?, ?)"
+            ))?,
+            delete_ref: p(format!(
+                "DELETE FROM {ks}.block_refs WHERE owner = ? AND hash = ? AND environment = ? \
+                 AND ino = ?"
+            ))?,
+            create_volume: p(format!(
+                "INSERT INTO {ks}.volumes (owner, environment, next_ino, created_ns) \
+                 VALUES (?, ?, 2, ?) IF NOT EXISTS"
+            ))?,
+            read_next_ino: read_next,
+            cas_next_ino: p(format!(
+                "UPDATE {ks}.volumes SET next_ino = ? WHERE {key} IF next_ino = ?"
+            ))?,
+        })
+    }
+}
+
+/// A blocking handle on one volume's rows.
+pub struct Store {
+    conn: Conn,
+    st: Statements,
+    owner: i64,
+    env: String,
+}
+
+fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn first_bool(rows: Vec<Row>) -> bool {
+    matches!(
+        rows.first().and_then(|r| r.columns.first()),
+        Some(Some(CqlValue::Boolean(true)))
+    )
+}
+
+impl Store {
+    /// Connects, checks the schema, and binds the store to one volume.
+    pub fn open(cfg: &StoreConfig, owner: i64, environment: &str) -> Result<Store> {
+        valid_keyspace(&cfg.keyspace)?;
+        let conn = Conn::connect(cfg)?;
+        check_schema(&conn, cfg)?;
+        let st = Statements::prepare(&conn, &cfg.keyspace)?;
+        Ok(Store {
+            conn,
+            st,
+            owner,
+            env: environment.to_string(),
+        })
+    }
+
+    /// CQL statements executed so far by this store.
+    pub fn statement_count(&self) -> u64 {
+        self.conn.statements.load(Ordering::Relaxed)
+    }
+
+    fn exec<V>(&self, ps: &PreparedStatement, values: V) -> Result<Vec<Row>>
+    where
+        V: scylla::serialize::row::SerializeRow + Send,
+    {
+        let s = self.conn.session();
+        self.conn.run(1, async move {
+            let res = s
+                .execute_unpaged(ps, values)
+                .await
+                .map_err(StoreError::request)?;
+            if !res.is_rows() {
+                return Ok(Vec::new());
+            }
+            let rows = res.into_rows_result().map_err(StoreError::request)?;
+            let out = rows
+                .rows::<Row>()
+                .map_err(StoreError::request)?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(StoreError::request)?;
+            Ok(out)
+        })
+    }
+
+    /// Creates the volume row and the root directory if they do not exist.
+    /// The root is written with timestamp 1, so any later change wins.
+    pub fn ensure_volume(&self, root_uid: u32, root_gid: u32) -> Result<()> {
+        let now = now_ns();
+        self.exec(&self.st.create_volume, (self.owner, &self.env, now))?;
+        let root = Inode {
+            ino: 1,
+            kind: super::Kind::Dir,
+            perm: 0o755,
+            uid: root_uid,
+            gid: root_gid,
+            nlink: 2,
+            rdev: 0,
+            size: 0,
+            atime_ns: now,
+            mtime_ns: now,
+            ctime_ns: now,
+            parent: 1,
+            version: 0,
+            target: Vec::new(),
+            content: Default::default(),
+            xattrs: Default::default(),
+        };
+        if self.get_inode(1)?.is_none() {
+            let row = NewInodeRow::new(self.owner, &self.env, &root);
+            self.exec(&self.st.insert_root, row)?;
+        }
+        Ok(())
+    }
+
+    /// Reserves `n` inode numbers unique across every mount of the volume.
+    pub fn reserve_inodes(&self, n: u64) -> Result<Range<u64>> {
+        for _ in 0..64 {
+            let rows = self.exec(&self.st.read_next_ino, (self.owner, &self.env))?;
+            let next = match rows.first().and_then(|r| r.columns.first()) {
+                Some(Some(CqlValue::BigInt(v))) => *v,
+                _ => {
+                    return Err(StoreError::Corrupt {
+                        table: "volumes",
+                        reason: "volume row has no next_ino".into(),
+                    })
+                }
+            };
+            let end = next + n as i64;
+            let rows = self.exec(&self.st.cas_next_ino, (end, self.owner, &self.env, next))?;
+            if first_bool(rows) {
+                return Ok(next as u64..end as u64);
+            }
+        }
+        Err(StoreError::Request(
+            "could not reserve inode numbers: too much contention".into(),
+        ))
+    }
+
+    pub fn get_inode(&self, ino: u64) -> Result<Option<Inode>> {
+        let s = self.conn.session();
+        let ps = &self.st.get_inode;
+        let key = (self.owner, self.env.as_str(), ino as i64);
+        let row = self.conn.run(1, async move {
+            let res = s.execute_unpaged(ps, key).await.map_err(StoreError::request)?;
+            let rows = res.into_rows_result().map_err(StoreError::request)?;
+            rows.maybe_first_row::<InodeRow>()
+                .map_err(StoreError::request)
+        })?;
+        row.map(|r| r.into_inode(ino)).transpose()
+    }
+
+    /// Reads many inodes at once (missing ones are `None`), in order.
+    pub fn get_inodes(&self, inos: &[u64]) -> Result<Vec<Option<Inode>>> {
+        let mut out = Vec::with_capacity(inos.len());
+        for chunk in inos.chunks(PARALLEL) {
+            let s = self.conn.session();
+            let ps = self.st.get_inode.clone();
+            let owner = self.owner;
+            let env = self.env.clone();
+            let chunk: Vec<u64> = chunk.to_vec();
+            let rows = self.conn.run(chunk.len() as u64, async move {
+                let mut set = tokio::task::JoinSet::new();
+                for (i, ino) in chunk.iter().enumerate() {
+                    let (s, ps, env, ino) = (s.clone(), ps.clone(), env.clone(), *ino);
+                    set.spawn(async move {
+                        let res = s
+                            .execute_unpaged(&ps, (owner, env.as_str(), ino as i64))
+                            .await
+                            .map_err(StoreError::request)?;
+                        let rows = res.into_rows_result().map_err(StoreError::request)?;
+                        let row = rows
+                            .maybe_first_row::<InodeRow>()
+                            .map_err(StoreError::request)?;
+                        Ok::<_, StoreError>((i, ino, row))
+                    });
+                }
+                let mut got = vec![None; chunk.len()];
+                while let Some(r) = set.join_next().await {
+                    let (i, ino, row) = r.map_err(StoreError::request)??;
+                    got[i] = row.map(|r| r.into_inode(ino)).transpose()?;
+                }
+                Ok(got)
+            })?;
+            out.extend(rows);
+        }
+        Ok(out)
+    }
+
+    /// Writes every column of an inode (a new inode).
+    pub fn put_inode(&self, i: &Inode) -> Result<()> {
+        self.exec(&self.st.insert_inode, NewInodeRow::new(self.owner, &self.env, i))?;
+        Ok(())
+    }
+
+    /// Writes the attributes of an inode (not its content or xattrs).
+    pub fn update_attrs(&self, i: &Inode) -> Result<()> {
+        let v = (
+            i.perm as i32,
+            i.uid as i32,
+            i.gid as i32,
+            i.nlink as i32,
+            i.atime_ns,
+            i.mtime_ns,
+            i.ctime_ns,
+            i.parent as i64,
+            self.owner,
+            &self.env,
+            i.ino as i64,
+        );
+        self.exec(&self.st.update_attrs, v)?;
+        Ok(())
+    }
+
+    /// Writes the content of an inode (size, version, data, times) in one
+    /// row write: readers see the old content or the new, never a mix.
+    pub fn update_content(&self, i: &Inode) -> Result<()> {
+        let (inline, blocks) = super::records::content_columns(&i.content);
+        let v = (
+            i.size as i64,
+            i.version,
+            inline,
+            blocks,
+            i.mtime_ns,
+            i.ctime_ns,
+            self.owner,
+            &self.env,
+            i.ino as i64,
+        );
+        self.exec(&self.st.update_content, v)?;
+        Ok(())
+    }
+
+    pub fn delete_inode(&self, ino: u64) -> Result<()> {
+        self.exec(&self.st.delete_inode, (self.owner, &self.env, ino as i64))?;
+        Ok(())
+    }
+
+    pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], ctime_ns: i64) -> Result<()> {
+        let v = (name, value, ctime_ns, self.owner, &self.env, ino as i64);
+        self.exec(&self.st.set_xattr, v)?;
+        Ok(())
+    }
+
+    pub fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<()> {
+        self.exec(&self.st.remove_xattr, (name, self.owner, &self.env, ino as i64))?;
+        Ok(())
+    }
+
+    pub fn get_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<Dentry>> {
+        let v = (self.owner, &self.env, parent as i64, name);
+        let rows = self.exec(&self.st.get_dentry, v)?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        match (row.columns.first(), row.columns.get(1)) {
+            (Some(Some(CqlValue::BigInt(ino))), Some(Some(CqlValue::Int(kind)))) => {
+                dentry_from_row((name.to_vec(), *ino, *kind)).map(Some)
+            }
+            _ => Err(StoreError::Corrupt {
+                table: "dentries",
+                reason: format!("entry {:?} has no ino/kind", String::from_utf8_lossy(name)),
+            }),
+        }
+    }
+
+    /// Every entry of a directory, read page by page. An error is an error,
+    /// never an empty listing.
+    pub fn list_dir(&self, parent: u64) -> Result<Vec<Dentry>> {
+        let mut out = Vec::new();
+        let mut paging = PagingState::start();
+        loop {
+            let s = self.conn.session();
+            let ps = &self.st.list_dentries;
+            let key = (self.owner, self.env.as_str(), parent as i64);
+            let state = paging.clone();
+            let (rows, next) = self.conn.run(1, async move {
+                let (res, next) = s
+                    .execute_single_page(ps, key, state)
+                    .await
+                    .map_err(StoreError::request)?;
+                let rows = res.into_rows_result().map_err(StoreError::request)?;
+                let rows = rows
+                    .rows::<(Vec<u8>, i64, i32)>()
+                    .map_err(StoreError::request)?
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(StoreError::request)?;
+                Ok((rows, next))
+            })?;
+            for r in rows {
+                out.push(dentry_from_row(r)?);
+            }
+            match next {
+                PagingStateResponse::HasMorePages { state } => paging = state,
+                PagingStateResponse::NoMorePages => return Ok(out),
+            }
+        }
+    }
+
+    /// Whether a directory has any entry.
+    pub fn dir_has_entries(&self, parent: u64) -> Result<bool> {
+        let rows = self.exec(&self.st.any_dentry, (self.owner, &self.env, parent as i64))?;
+        Ok(!rows.is_empty())
+    }
+
+    pub fn put_dentry(&self, parent: u64, d: &Dentry) -> Result<()> {
+        let v = (
+            self.owner,
+            &self.env,
+            parent as i64,
+            d.name.as_slice(),
+            d.ino as i64,
+            d.kind as i32,
+        );
+        self.exec(&self.st.insert_dentry, v)?;
+        Ok(())
+    }
+
+    pub fn delete_dentry(&self, parent: u64, name: &[u8]) -> Result<()> {
+        self.exec(&self.st.delete_dentry, (self.owner, &self.env, parent as i64, name))?;
+        Ok(())
+    }
+
+    /// Applies entry removals and insertions as one logged batch: all of
+    /// them happen or (after a failure is reported) possibly none.
+    pub fn change_dentries(&self, removes: &[(u64, &[u8])], puts: &[(u64, &Dentry)]) -> Result<()> {
+        let mut batch = Batch::new(BatchType::Logged);
+        let mut values: Vec<Vec<CqlValue>> = Vec::new();
+        for (parent, name) in removes {
+            batch.append_statement(self.st.delete_dentry.clone());
+            values.push(vec![
+                CqlValue::BigInt(self.owner),
+                CqlValue::Text(self.env.clone()),
+                CqlValue::BigInt(*parent as i64),
+                CqlValue::Blob(name.to_vec()),
+            ]);
+        }
+        for (parent, d) in puts {
+            batch.append_statement(self.st.insert_dentry.clone());
+            values.push(vec![
+                CqlValue::BigInt(self.owner),
+                CqlValue::Text(self.env.clone()),
+                CqlValue::BigInt(*parent as i64),
+                CqlValue::Blob(d.name.clone()),
+                CqlValue::BigInt(d.ino as i64),
+                CqlValue::Int(d.kind as i32),
+            ]);
+        }
+        let s = self.conn.session();
+        self.conn.run(1, async move {
+            s.batch(&batch, values).await.map_err(StoreError::request)?;
+            Ok(())
+        })
+    }
+
+    /// Stores blocks (idempotent: a block is named by its content).
+    pub fn put_blocks(&self, blocks: Vec<(Hash, Arc<Vec<u8>>)>) -> Result<()> {
+        for chunk in blocks.chunks(PARALLEL) {
+            let s = self.conn.session();
+            let ps = self.st.insert_block.clone();
+            let owner = self.owner;
+            let chunk = chunk.to_vec();
+            self.conn.run(chunk.len() as u64, async move {
+                let mut set = tokio::task::JoinSet::new();
+                for (hash, data) in chunk {
+                    let (s, ps) = (s.clone(), ps.clone());
+                    set.spawn(async move {
+                        s.execute_unpaged(&ps, (owner, hash.as_slice(), data.as_slice()))
+                            .await
+                            .map_err(StoreError::request)
+                    });
+                }
+                while let Some(r) = set.join_next().await {
+                    r.map_err(StoreError::request)??;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Reads blocks by hash, in order. A missing block is an error.
+    pub fn get_blocks(&self, hashes: &[Hash]) -> Result<Vec<Arc<Vec<u8>>>> {
+        let mut out = Vec::with_capacity(hashes.len());
+        for chunk in hashes.chunks(PARALLEL) {
+            let s = self.conn.session();
+            let ps = self.st.get_block.clone();
+            let owner = self.owner;
+            let chunk = chunk.to_vec();
+            let got = self.conn.run(chunk.len() as u64, async move {
+                let mut set = tokio::task::JoinSet::new();
+                for (i, hash) in chunk.iter().enumerate() {
+                    let (s, ps, hash) = (s.clone(), ps.clone(), *hash);
+                    set.spawn(async move {
+                        let res = s
+                            .execute_unpaged(&ps, (owner, hash.as_slice()))
+                            .await
+                            .map_err(StoreError::request)?;
+                        let rows = res.into_rows_result().map_err(StoreError::request)?;
+                        let row = rows
+                            .maybe_first_row::<(Vec<u8>,)>()
+                            .map_err(StoreError::request)?;
+                        Ok::<_, StoreError>((i, hash, row))
+                    });
+                }
+                let mut got = vec![Arc::new(Vec::new()); chunk.len()];
+                while let Some(r) = set.join_next().await {
+                    let (i, hash, row) = r.map_err(StoreError::request)??;
+                    let Some((data,)) = row else {
+                        return Err(StoreError::Corrupt {
+                            table: "blocks",
+                            reason: format!("block {} is missing", hex(&hash)),
+                        });
+                    };
+                    got[i] = Arc::new(data);
+                }
+                Ok(got)
+            })?;
+            out.extend(got);
+        }
+        Ok(out)
+    }
+
+    /// Records that `ino` references each block (`add`) or no longer does.
+    pub fn change_refs(&self, ino: u64, add: &[Hash], remove: &[Hash]) -> Result<()> {
+        let jobs: Vec<(bool, Hash)> = add
+            .iter()
+            .map(|h| (true, *h))
+            .chain(remove.iter().map(|h| (false, *h)))
+            .collect();
+        for chunk in jobs.chunks(PARALLEL) {
+            let s = self.conn.session();
+            let (ins, del) = (self.st.insert_ref.clone(), self.st.delete_ref.clone());
+            let (owner, env) = (self.owner, self.env.clone());
+            let chunk = chunk.to_vec();
+            self.conn.run(chunk.len() as u64, async move {
+                let mut set = tokio::task::JoinSet::new();
+                for (is_add, hash) in chunk {
+                    let ps = if is_add { ins.clone() } else { del.clone() };
+                    let (s, env) = (s.clone(), env.clone());
+                    set.spawn(async move {
+                        let v = (owner, hash.as_slice(), env.as_str(), ino as i64);
+                        s.execute_unpaged(&ps, v).await.map_err(StoreError::request)
+                    });
+                }
+                while let Some(r) = set.join_next().await {
+                    r.map_err(StoreError::request)??;
+                }
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Lower-case hex of a hash, for messages.
+pub fn hex(h: &[u8]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
