@@ -1,0 +1,232 @@
+//! Failures: Cassandra going away under a mounted volume, and shutdown by
+//! signals.
+//!
+//! This binary stops the shared Cassandra. Each of its tests takes the
+//! Cassandra lock EXCLUSIVE (every other test process holds it shared), so
+//! none of it runs while another test uses Cassandra, and its tests run one
+//! at a time.
+
+mod common;
+
+use std::fs;
+use std::io;
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::sync::{Mutex, MutexGuard};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// Serializes the tests of this binary.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn exclusive() -> MutexGuard<'static, ()> {
+    let g = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    cassandra_exclusive();
+    // A previous test may have failed with Cassandra down.
+    ensure_cassandra_up();
+    g
+}
+
+fn cassandra_up() -> bool {
+    cassandra_script(&["status"], Duration::from_secs(30)).success()
+}
+
+fn ensure_cassandra_up() {
+    if !cassandra_up() {
+        let r = cassandra_script(&["start"], Duration::from_secs(300));
+        assert!(r.success(), "scripts/cassandra start: {}", r.describe());
+    }
+}
+
+/// Restarts Cassandra when dropped, whatever happened.
+struct RestartCassandra;
+
+impl Drop for RestartCassandra {
+    fn drop(&mut self) {
+        if !cassandra_up() {
+            let r = cassandra_script(&["start"], Duration::from_secs(300));
+            if !r.success() {
+                eprintln!("could not restart Cassandra: {}", r.describe());
+            }
+        }
+    }
+}
+
+/// Runs `f` on a thread; returns its result and how long it took, or None
+/// if it had not finished after `limit` (the thread is then left blocked;
+/// the mount guard's lazy unmount releases it).
+fn timed<T: Send + 'static>(
+    limit: Duration,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Option<(T, Duration)> {
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    thread::spawn(move || {
+        let r = f();
+        let _ = tx.send((r, start.elapsed()));
+    });
+    rx.recv_timeout(limit).ok()
+}
+
+const TIMEOUT_SECS: u64 = 3;
+/// What "--timeout 3" may take in all: the timeout, a retry or two, slack.
+const LIMIT: Duration = Duration::from_secs(TIMEOUT_SECS + 7);
+
+#[track_caller]
+fn assert_eio_in_time<T: std::fmt::Debug>(
+    r: Option<(io::Result<T>, Duration)>,
+    what: &str,
+    m: &Mount,
+) {
+    let Some((res, took)) = r else {
+        panic!(
+            "{what}: no answer within {LIMIT:?} with Cassandra down; output:\n{}",
+            m.output()
+        );
+    };
+    match res {
+        Ok(v) => panic!("{what}: succeeded with Cassandra down: {v:?}"),
+        Err(e) => assert_eq!(
+            e.raw_os_error(),
+            Some(libc::EIO),
+            "{what}: expected EIO with Cassandra down, got {e}"
+        ),
+    }
+    assert!(
+        took <= LIMIT,
+        "{what}: EIO after {took:?}, more than --timeout {TIMEOUT_SECS}s + margin"
+    );
+}
+
+#[test]
+fn cassandra_down_gives_eio_then_recovers() {
+    let _serial = exclusive();
+    let vol = Volume::unique("failure");
+    let timeout = TIMEOUT_SECS.to_string();
+    let mut m = vol.mount_uncached(&["--timeout", &timeout]);
+    let big = pattern(unique_seed(), 1_200_000);
+    fs::write(m.join("before"), b"written before the outage").expect("write before");
+    fs::write(m.join("big_before"), &big).expect("write big before");
+    fs::create_dir(m.join("dir")).expect("mkdir before");
+
+    let _restart = RestartCassandra;
+    let r = cassandra_script(&["stop"], Duration::from_secs(120));
+    assert!(r.success(), "scripts/cassandra stop: {}", r.describe());
+    assert!(!cassandra_up(), "Cassandra is down");
+
+    let p: PathBuf = m.join("created_while_down");
+    assert_eio_in_time(
+        timed(LIMIT * 3, move || fs::File::create(&p).map(|_| ())),
+        "create with Cassandra down",
+        &m,
+    );
+    let p: PathBuf = m.join("never_seen_name");
+    assert_eio_in_time(
+        timed(LIMIT * 3, move || fs::metadata(&p).map(|_| ())),
+        "stat of a never-seen name with Cassandra down",
+        &m,
+    );
+    let p: PathBuf = m.join("dir/newdir");
+    assert_eio_in_time(
+        timed(LIMIT * 3, move || fs::create_dir(&p)),
+        "mkdir with Cassandra down",
+        &m,
+    );
+    assert!(m.is_alive(), "the daemon stays up; output:\n{}", m.output());
+    assert!(m.is_mounted(), "the volume stays mounted");
+
+    let r = cassandra_script(&["start"], Duration::from_secs(300));
+    assert!(r.success(), "scripts/cassandra start: {}", r.describe());
+
+    // The driver reconnects with some backoff: allow it a while.
+    let p = m.join("created_after");
+    let ok = wait_until(Duration::from_secs(60), || {
+        fs::write(&p, b"after the outage").is_ok()
+    });
+    assert!(
+        ok,
+        "writes work again after Cassandra is back; output:\n{}",
+        m.output()
+    );
+    assert_eq!(
+        fs::read(m.join("before")).expect("read before"),
+        b"written before the outage",
+        "data written before the outage is intact"
+    );
+    assert_eq!(
+        fs::read(m.join("big_before")).expect("read big before"),
+        big,
+        "big file intact"
+    );
+    assert!(m.join("dir").is_dir(), "directory intact");
+    assert_errno(
+        fs::metadata(m.join("created_while_down")),
+        libc::ENOENT,
+        "the failed create left nothing",
+    );
+    assert_eq!(
+        fs::read(&p).expect("read created_after"),
+        b"after the outage"
+    );
+    assert!(m.is_alive(), "the daemon is still up");
+    let st = m.unmount();
+    assert!(st.success(), "clean unmount after recovery: {st}");
+}
+
+fn signal_test(sig: libc::c_int, name: &str) {
+    let _serial = exclusive();
+    let vol = Volume::unique(name);
+    let mut m = vol.mount(&[]);
+    fs::write(m.join("kept"), name.as_bytes()).expect("write");
+    let dir = m.path().to_path_buf();
+    let st = m.stop_with_signal(sig);
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "exit status after {name}: {st}; output:\n{}",
+        m.output()
+    );
+    assert!(
+        !is_mounted(&dir),
+        "{} still mounted after {name}",
+        dir.display()
+    );
+    drop(m);
+    let again = vol.mount(&[]);
+    assert_eq!(
+        fs::read(again.join("kept")).expect("read after remount"),
+        name.as_bytes(),
+        "data survives the {name} shutdown"
+    );
+}
+
+#[test]
+fn sigterm_unmounts_and_exits_0() {
+    signal_test(libc::SIGTERM, "sigterm");
+}
+
+#[test]
+fn sigint_unmounts_and_exits_0() {
+    signal_test(libc::SIGINT, "sigint");
+}
+
+#[test]
+fn sigterm_with_an_open_file_still_exits_0() {
+    let _serial = exclusive();
+    let vol = Volume::unique("sigterm_open");
+    let mut m = vol.mount(&[]);
+    fs::write(m.join("f"), b"x").expect("write");
+    let f = fs::File::open(m.join("f")).expect("open and keep open");
+    let st = m.stop_with_signal(libc::SIGTERM);
+    // Busy mounts cannot be unmounted normally; the daemon must still exit
+    // (it may detach lazily).
+    assert_eq!(
+        st.code(),
+        Some(0),
+        "exit status: {st}; output:\n{}",
+        m.output()
+    );
+    drop(f);
+}
