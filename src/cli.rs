@@ -51,7 +51,11 @@ pub struct SchemaArgs {
     #[arg(long, default_value = "cassfs")]
     pub keyspace: String,
     /// Replication factor of the keyspace (SimpleStrategy).
-    #[arg(long = "replication-factor", alias = "replication_factor", default_value_t = 1)]
+    #[arg(
+        long = "replication-factor",
+        alias = "replication_factor",
+        default_value_t = 1
+    )]
     pub replication_factor: u32,
     /// Seconds before a Cassandra request fails.
     #[arg(long, default_value = "10", value_parser = positive_secs)]
@@ -154,7 +158,9 @@ pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString
         let converted = a.to_str().and_then(|s| {
             let body = s.strip_prefix('-').filter(|b| !b.starts_with('-'))?;
             let name = body.split('=').next().unwrap_or(body);
-            LONG_FLAGS.contains(&name).then(|| OsString::from(format!("-{s}")))
+            LONG_FLAGS
+                .contains(&name)
+                .then(|| OsString::from(format!("-{s}")))
         });
         out.push(converted.unwrap_or(a));
     }
@@ -190,13 +196,15 @@ fn size(s: &str) -> Result<u64, String> {
     let n: u64 = num
         .parse()
         .map_err(|_| format!("'{s}' is not a size (bytes, or a number with K, M or G)"))?;
-    n.checked_mul(mult).ok_or_else(|| format!("'{s}' is too large"))
+    n.checked_mul(mult)
+        .ok_or_else(|| format!("'{s}' is too large"))
 }
 
 fn environment(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
-        && s.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
     if ok {
         Ok(s.to_string())
     } else {
@@ -216,8 +224,16 @@ mod tests {
 
     #[test]
     fn go_style_flags_work() {
-        let cli = parse(&["cassfs", "-mount", "/opt", "-keyspace", "ks", "-owner=7", "-debug"])
-            .expect("parses");
+        let cli = parse(&[
+            "cassfs",
+            "-mount",
+            "/opt",
+            "-keyspace",
+            "ks",
+            "-owner=7",
+            "-debug",
+        ])
+        .expect("parses");
         assert_eq!(cli.mount.mount, PathBuf::from("/opt"));
         assert_eq!(cli.mount.keyspace, "ks");
         assert_eq!(cli.mount.owner, 7);
@@ -258,8 +274,15 @@ mod tests {
 
     #[test]
     fn schema_subcommand_parses() {
-        let cli = parse(&["cassfs", "schema", "-server", "127.0.0.1:1", "--keyspace", "k"])
-            .expect("parses");
+        let cli = parse(&[
+            "cassfs",
+            "schema",
+            "-server",
+            "127.0.0.1:1",
+            "--keyspace",
+            "k",
+        ])
+        .expect("parses");
         match cli.command {
             Some(Command::Schema(s)) => {
                 assert_eq!(s.server, "127.0.0.1:1");

@@ -25,6 +25,8 @@ pub enum FsError {
     Range,
     #[error("operation not permitted")]
     Perm,
+    #[error("permission denied")]
+    Access,
     #[error("read-only filesystem")]
     ReadOnly,
     #[error("operation not supported")]
@@ -53,6 +55,7 @@ impl FsError {
             FsError::NoAttr => libc::ENODATA,
             FsError::Range => libc::ERANGE,
             FsError::Perm => libc::EPERM,
+            FsError::Access => libc::EACCES,
             FsError::ReadOnly => libc::EROFS,
             FsError::NotSupported => libc::EOPNOTSUPP,
             FsError::BadHandle => libc::EBADF,

@@ -4,9 +4,14 @@
 //! thread pool) → `ops` (the filesystem on inodes) → `cache` and `store`
 //! (Cassandra). See ARCHITECTURE.md.
 
+pub mod cache;
 pub mod cli;
 pub mod error;
+pub mod fuse;
+pub mod mount;
+pub mod ops;
 pub mod store;
+pub mod workers;
 
 use std::time::Duration;
 
@@ -27,6 +32,6 @@ pub fn run_schema(args: &SchemaArgs) -> Result<(), String> {
 }
 
 /// `cassfs [options]`: mounts a volume until unmounted or signalled.
-pub fn run_mount(_args: &MountArgs) -> Result<(), String> {
-    Err("mounting is not built yet".into())
+pub fn run_mount(args: &MountArgs) -> Result<(), String> {
+    mount::run(args)
 }

@@ -177,9 +177,9 @@ pub fn split_servers(list: &str) -> Vec<String> {
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(|s| {
-            let has_port = s
-                .rsplit_once(':')
-                .is_some_and(|(h, p)| !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok());
+            let has_port = s.rsplit_once(':').is_some_and(|(h, p)| {
+                !h.is_empty() && !h.ends_with(':') && p.parse::<u16>().is_ok()
+            });
             if has_port {
                 s.to_string()
             } else {

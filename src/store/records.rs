@@ -70,8 +70,11 @@ impl InodeRow {
 }
 
 fn split_hashes(b: &[u8], ino: u64) -> Result<Vec<Hash>, StoreError> {
-    if b.len() % 32 != 0 {
-        return Err(corrupt(format!("inode {ino}: block list of {} bytes", b.len())));
+    if !b.len().is_multiple_of(32) {
+        return Err(corrupt(format!(
+            "inode {ino}: block list of {} bytes",
+            b.len()
+        )));
     }
     Ok(b.chunks_exact(32)
         .map(|c| {

@@ -43,7 +43,9 @@ fn statements() -> impl Iterator<Item = String> {
 pub fn apply_schema(cfg: &StoreConfig, replication_factor: u32) -> Result<()> {
     valid_keyspace(&cfg.keyspace)?;
     if replication_factor == 0 {
-        return Err(StoreError::Schema("replication factor must be at least 1".into()));
+        return Err(StoreError::Schema(
+            "replication factor must be at least 1".into(),
+        ));
     }
     let conn = Conn::connect(cfg)?;
     let ks = &cfg.keyspace;
@@ -72,7 +74,10 @@ pub fn check_schema(conn: &Conn, cfg: &StoreConfig) -> Result<()> {
         return Ok(());
     }
     let what = if present.is_empty() {
-        format!("keyspace '{}' does not exist or has no tables", cfg.keyspace)
+        format!(
+            "keyspace '{}' does not exist or has no tables",
+            cfg.keyspace
+        )
     } else {
         format!(
             "keyspace '{}' lacks CassFS tables ({})",

@@ -118,7 +118,9 @@ impl Conn {
     pub(super) fn ddl(&self, cql: &str) -> Result<()> {
         let s = self.session();
         self.run(1, async move {
-            s.query_unpaged(cql, ()).await.map_err(StoreError::request)?;
+            s.query_unpaged(cql, ())
+                .await
+                .map_err(StoreError::request)?;
             Ok(())
         })
     }
@@ -153,7 +155,9 @@ impl Conn {
 
     fn prepare(&self, cql: String) -> Result<PreparedStatement> {
         let s = self.session();
-        self.run(1, async move { s.prepare(cql).await.map_err(StoreError::request) })
+        self.run(1, async move {
+            s.prepare(cql).await.map_err(StoreError::request)
+        })
     }
 }
 
@@ -189,7 +193,9 @@ impl Statements {
         let mut read_next = p(format!("SELECT next_ino FROM {ks}.volumes WHERE {key}"))?;
         read_next.set_consistency(CqlConsistency::Serial);
         Ok(Statements {
-            get_inode: p(format!("SELECT {INODE_COLUMNS} FROM {ks}.inodes WHERE {ino_key}"))?,
+            get_inode: p(format!(
+                "SELECT {INODE_COLUMNS} FROM {ks}.inodes WHERE {ino_key}"
+            ))?,
             insert_inode: p(format!(
                 "INSERT INTO {ks}.inodes ({NEW_INODE_COLUMNS}) VALUES ({})",
                 vec!["?"; 19].join(", ")
@@ -376,7 +382,10 @@ impl Store {
         let ps = &self.st.get_inode;
         let key = (self.owner, self.env.as_str(), ino as i64);
         let row = self.conn.run(1, async move {
-            let res = s.execute_unpaged(ps, key).await.map_err(StoreError::request)?;
+            let res = s
+                .execute_unpaged(ps, key)
+                .await
+                .map_err(StoreError::request)?;
             let rows = res.into_rows_result().map_err(StoreError::request)?;
             rows.maybe_first_row::<InodeRow>()
                 .map_err(StoreError::request)
@@ -423,7 +432,10 @@ impl Store {
 
     /// Writes every column of an inode (a new inode).
     pub fn put_inode(&self, i: &Inode) -> Result<()> {
-        self.exec(&self.st.insert_inode, NewInodeRow::new(self.owner, &self.env, i))?;
+        self.exec(
+            &self.st.insert_inode,
+            NewInodeRow::new(self.owner, &self.env, i),
+        )?;
         Ok(())
     }
 
@@ -477,7 +489,10 @@ impl Store {
     }
 
     pub fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<()> {
-        self.exec(&self.st.remove_xattr, (name, self.owner, &self.env, ino as i64))?;
+        self.exec(
+            &self.st.remove_xattr,
+            (name, self.owner, &self.env, ino as i64),
+        )?;
         Ok(())
     }
 
@@ -551,7 +566,10 @@ impl Store {
     }
 
     pub fn delete_dentry(&self, parent: u64, name: &[u8]) -> Result<()> {
-        self.exec(&self.st.delete_dentry, (self.owner, &self.env, parent as i64, name))?;
+        self.exec(
+            &self.st.delete_dentry,
+            (self.owner, &self.env, parent as i64, name),
+        )?;
         Ok(())
     }
 
@@ -637,7 +655,7 @@ impl Store {
                         Ok::<_, StoreError>((i, hash, row))
                     });
                 }
-                let mut got = vec![Arc::new(Vec::new()); chunk.len()];
+                let mut got: Vec<Arc<Vec<u8>>> = (0..chunk.len()).map(|_| Arc::default()).collect();
                 while let Some(r) = set.join_next().await {
                     let (i, hash, row) = r.map_err(StoreError::request)??;
                     let Some((data,)) = row else {

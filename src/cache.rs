@@ -1,0 +1,216 @@
+//! Local caches shared by the worker threads: inodes and directory entries
+//! (trusted for `fcache_ttl`), and content blocks (immutable, kept until
+//! evicted to stay within `cache_size` bytes).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+
+use crate::store::{Content, Dentry, Hash, Inode};
+
+/// At most this many inodes and entries are cached; beyond it, the oldest
+/// half is dropped.
+const MAX_ENTRIES: usize = 200_000;
+
+/// (parent inode, name).
+type DentryKey = (u64, Vec<u8>);
+
+struct Timed<T> {
+    value: T,
+    at: Instant,
+}
+
+/// The metadata and content caches of one mount.
+pub struct Cache {
+    ttl: Duration,
+    inodes: Mutex<HashMap<u64, Timed<Inode>>>,
+    /// (parent, name) → entry, or `None` for a name known not to exist.
+    dentries: Mutex<HashMap<DentryKey, Timed<Option<Dentry>>>>,
+    blocks: Mutex<BlockCache>,
+    /// Inline bytes held by cached inodes, bounded like blocks.
+    inline_limit: usize,
+}
+
+impl Cache {
+    pub fn new(ttl: Duration, cache_size: u64) -> Cache {
+        let cap = usize::try_from(cache_size).unwrap_or(usize::MAX);
+        Cache {
+            ttl,
+            inodes: Mutex::new(HashMap::new()),
+            dentries: Mutex::new(HashMap::new()),
+            blocks: Mutex::new(BlockCache::new(cap / 4 * 3)),
+            inline_limit: cap / 4,
+        }
+    }
+
+    fn fresh<T>(&self, t: &Timed<T>) -> bool {
+        !self.ttl.is_zero() && t.at.elapsed() < self.ttl
+    }
+
+    /// A cached inode younger than the TTL.
+    pub fn inode(&self, ino: u64) -> Option<Inode> {
+        let map = self.inodes.lock();
+        map.get(&ino)
+            .filter(|t| self.fresh(t))
+            .map(|t| t.value.clone())
+    }
+
+    /// A cached inode of any age (for serving while Cassandra is away).
+    pub fn stale_inode(&self, ino: u64) -> Option<Inode> {
+        self.inodes.lock().get(&ino).map(|t| t.value.clone())
+    }
+
+    pub fn put_inode(&self, inode: &Inode) {
+        let mut map = self.inodes.lock();
+        if map.len() >= MAX_ENTRIES || self.inline_bytes(&map) > self.inline_limit {
+            evict_oldest_half(&mut map);
+        }
+        map.insert(
+            inode.ino,
+            Timed {
+                value: inode.clone(),
+                at: Instant::now(),
+            },
+        );
+    }
+
+    fn inline_bytes(&self, map: &HashMap<u64, Timed<Inode>>) -> usize {
+        // Counted only when the map is large enough for it to matter.
+        if map.len() < 1024 {
+            return 0;
+        }
+        map.values()
+            .map(|t| match &t.value.content {
+                Content::Inline(d) => d.len(),
+                Content::Blocks(h) => h.len() * 32,
+            })
+            .sum()
+    }
+
+    pub fn forget_inode(&self, ino: u64) {
+        self.inodes.lock().remove(&ino);
+    }
+
+    /// A cached entry younger than the TTL: `Some(None)` is a known miss.
+    pub fn dentry(&self, parent: u64, name: &[u8]) -> Option<Option<Dentry>> {
+        let map = self.dentries.lock();
+        map.get(&(parent, name.to_vec()))
+            .filter(|t| self.fresh(t))
+            .map(|t| t.value.clone())
+    }
+
+    pub fn put_dentry(&self, parent: u64, name: &[u8], d: Option<Dentry>) {
+        let mut map = self.dentries.lock();
+        if map.len() >= MAX_ENTRIES {
+            evict_oldest_half(&mut map);
+        }
+        map.insert(
+            (parent, name.to_vec()),
+            Timed {
+                value: d,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    pub fn block(&self, hash: &Hash) -> Option<Arc<Vec<u8>>> {
+        self.blocks.lock().get(hash)
+    }
+
+    pub fn has_block(&self, hash: &Hash) -> bool {
+        self.blocks.lock().map.contains_key(hash)
+    }
+
+    pub fn put_block(&self, hash: Hash, data: Arc<Vec<u8>>) {
+        self.blocks.lock().put(hash, data);
+    }
+}
+
+fn evict_oldest_half<K: Clone + Eq + std::hash::Hash, V>(map: &mut HashMap<K, Timed<V>>) {
+    let mut ages: Vec<(Instant, K)> = map.iter().map(|(k, t)| (t.at, k.clone())).collect();
+    ages.sort_by_key(|(at, _)| *at);
+    for (_, k) in ages.into_iter().take(map.len() / 2 + 1) {
+        map.remove(&k);
+    }
+}
+
+/// Blocks by hash, least recently used evicted first.
+struct BlockCache {
+    cap: usize,
+    used: usize,
+    tick: u64,
+    map: HashMap<Hash, (Arc<Vec<u8>>, u64)>,
+}
+
+impl BlockCache {
+    fn new(cap: usize) -> BlockCache {
+        BlockCache {
+            cap,
+            used: 0,
+            tick: 0,
+            map: HashMap::new(),
+        }
+    }
+
+    fn get(&mut self, h: &Hash) -> Option<Arc<Vec<u8>>> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.map.get_mut(h).map(|(d, t)| {
+            *t = tick;
+            d.clone()
+        })
+    }
+
+    fn put(&mut self, h: Hash, data: Arc<Vec<u8>>) {
+        if data.len() > self.cap || self.map.contains_key(&h) {
+            return;
+        }
+        while self.used + data.len() > self.cap {
+            let Some(victim) = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| *k)
+            else {
+                break;
+            };
+            if let Some((d, _)) = self.map.remove(&victim) {
+                self.used -= d.len();
+            }
+        }
+        self.tick += 1;
+        self.used += data.len();
+        self.map.insert(h, (data, self.tick));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn block_cache_stays_within_capacity_and_evicts_lru() {
+        let mut c = BlockCache::new(10);
+        c.put([1; 32], Arc::new(vec![0; 4]));
+        c.put([2; 32], Arc::new(vec![0; 4]));
+        assert!(c.get(&[1; 32]).is_some());
+        c.put([3; 32], Arc::new(vec![0; 4]));
+        assert!(c.used <= 10);
+        assert!(c.get(&[2; 32]).is_none(), "least recently used goes first");
+        assert!(c.get(&[1; 32]).is_some());
+        c.put([4; 32], Arc::new(vec![0; 11]));
+        assert!(c.get(&[4; 32]).is_none(), "larger than the cache: not kept");
+    }
+
+    #[test]
+    fn ttl_zero_trusts_nothing() {
+        let c = Cache::new(Duration::ZERO, 1 << 20);
+        c.put_dentry(1, b"a", None);
+        assert_eq!(c.dentry(1, b"a"), None);
+        let c = Cache::new(Duration::from_secs(60), 1 << 20);
+        c.put_dentry(1, b"a", None);
+        assert_eq!(c.dentry(1, b"a"), Some(None));
+    }
+}

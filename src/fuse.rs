@@ -1,0 +1,648 @@
+//! The FUSE adapter: the only module that knows fuser.
+//!
+//! Each callback copies its arguments, packages them with the reply into a
+//! job and hands it to the worker pool (routed by inode). The job calls the
+//! core (`crate::ops`) and converts its result into the reply; errors become
+//! errno in one place ([`answer`]).
+
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags as FuseOpenFlags, RenameFlags,
+    ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use log::{debug, warn};
+
+use crate::error::{FsError, FsResult};
+use crate::ops::{self, Caller, SetAttr, SetTime, XattrReply};
+use crate::store::{Inode, Kind};
+use crate::workers::Pool;
+
+/// The filesystem as the kernel sees it.
+pub struct CassFuse {
+    pool: Option<Pool>,
+    entry_ttl: Duration,
+    negative_ttl: Duration,
+}
+
+impl CassFuse {
+    pub fn new(pool: Pool, entry_ttl: Duration, negative_ttl: Duration) -> CassFuse {
+        CassFuse {
+            pool: Some(pool),
+            entry_ttl,
+            negative_ttl,
+        }
+    }
+
+    fn submit(&self, key: u64, job: impl FnOnce(&ops::Fs) + Send + 'static) {
+        if let Some(pool) = &self.pool {
+            pool.submit(key, Box::new(job));
+        }
+    }
+}
+
+impl Drop for CassFuse {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            pool.shutdown();
+        }
+    }
+}
+
+/// Replies that can carry an errno.
+trait ErrorReply {
+    fn fail(self, e: Errno);
+}
+
+macro_rules! error_reply {
+    ($($t:ty),*) => {$(
+        impl ErrorReply for $t {
+            fn fail(self, e: Errno) {
+                self.error(e)
+            }
+        }
+    )*};
+}
+error_reply!(
+    ReplyAttr,
+    ReplyCreate,
+    ReplyData,
+    ReplyDirectory,
+    ReplyDirectoryPlus,
+    ReplyEmpty,
+    ReplyEntry,
+    ReplyOpen,
+    ReplyStatfs,
+    ReplyWrite,
+    ReplyXattr
+);
+
+/// Answers `reply` with `ok` on success, or with the error's errno.
+fn answer<R: ErrorReply, T>(op: &str, reply: R, res: FsResult<T>, ok: impl FnOnce(R, T)) {
+    match res {
+        Ok(v) => ok(reply, v),
+        Err(e) => {
+            if e.is_expected() {
+                debug!("{op}: {e}");
+            } else {
+                warn!("{op}: {e}");
+            }
+            reply.fail(Errno::from_i32(e.errno()));
+        }
+    }
+}
+
+fn system_time(ns: i64) -> SystemTime {
+    if ns >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(ns as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+fn file_type(k: Kind) -> FileType {
+    match k {
+        Kind::File => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::Symlink => FileType::Symlink,
+        Kind::Fifo => FileType::NamedPipe,
+        Kind::Socket => FileType::Socket,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+    }
+}
+
+fn file_attr(i: &Inode) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(i.ino),
+        size: i.size,
+        blocks: i.size.div_ceil(512),
+        atime: system_time(i.atime_ns),
+        mtime: system_time(i.mtime_ns),
+        ctime: system_time(i.ctime_ns),
+        crtime: system_time(i.ctime_ns),
+        kind: file_type(i.kind),
+        perm: i.perm as u16,
+        nlink: i.nlink,
+        uid: i.uid,
+        gid: i.gid,
+        rdev: i.rdev,
+        blksize: 128 << 10,
+        flags: 0,
+    }
+}
+
+fn set_time(t: TimeOrNow) -> SetTime {
+    match t {
+        TimeOrNow::Now => SetTime::Now,
+        TimeOrNow::SpecificTime(t) => SetTime::At(t),
+    }
+}
+
+fn caller(req: &Request) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+    }
+}
+
+fn bytes(name: &OsStr) -> Vec<u8> {
+    name.as_bytes().to_vec()
+}
+
+fn xattr_reply(reply: ReplyXattr, r: XattrReply) {
+    match r {
+        XattrReply::Size(n) => reply.size(n),
+        XattrReply::Data(d) => reply.data(&d),
+    }
+}
+
+/// Answers an entry reply; a missing name becomes a cached negative entry
+/// when the negative TTL allows it.
+fn entry_reply(reply: ReplyEntry, res: FsResult<Inode>, ttl: Duration, neg_ttl: Duration) {
+    match res {
+        Err(FsError::NotFound) if !neg_ttl.is_zero() => {
+            let mut attr = file_attr(&Inode {
+                ino: 0,
+                ..placeholder()
+            });
+            attr.ino = INodeNo(0);
+            reply.entry(&neg_ttl, &attr, Generation(0));
+        }
+        res => answer("lookup", reply, res, |r, i| {
+            r.entry(&ttl, &file_attr(&i), Generation(0))
+        }),
+    }
+}
+
+fn placeholder() -> Inode {
+    Inode {
+        ino: 0,
+        kind: Kind::File,
+        perm: 0,
+        uid: 0,
+        gid: 0,
+        nlink: 0,
+        rdev: 0,
+        size: 0,
+        atime_ns: 0,
+        mtime_ns: 0,
+        ctime_ns: 0,
+        parent: 0,
+        version: 0,
+        target: Vec::new(),
+        content: Default::default(),
+        xattrs: Default::default(),
+    }
+}
+
+impl Filesystem for CassFuse {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        let wanted = InitFlags::FUSE_DO_READDIRPLUS
+            | InitFlags::FUSE_READDIRPLUS_AUTO
+            | InitFlags::FUSE_ATOMIC_O_TRUNC
+            | InitFlags::FUSE_PARALLEL_DIROPS
+            | InitFlags::FUSE_CACHE_SYMLINKS;
+        if let Err(missing) = config.add_capabilities(wanted) {
+            debug!("kernel lacks capabilities {missing:?}");
+        }
+        let _ = config.set_max_readahead(128 << 10);
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let (name, ttl, neg) = (bytes(name), self.entry_ttl, self.negative_ttl);
+        self.submit(parent.0, move |fs| {
+            entry_reply(reply, fs.lookup(parent.0, &name), ttl, neg)
+        });
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let ttl = self.entry_ttl;
+        self.submit(ino.0, move |fs| {
+            answer("getattr", reply, fs.getattr(ino.0), |r, i| {
+                r.attr(&ttl, &file_attr(&i))
+            })
+        });
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime: atime.map(set_time),
+            mtime: mtime.map(set_time),
+        };
+        let ttl = self.entry_ttl;
+        self.submit(ino.0, move |fs| {
+            answer("setattr", reply, fs.setattr(ino.0, &set), |r, i| {
+                r.attr(&ttl, &file_attr(&i))
+            })
+        });
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.submit(ino.0, move |fs| {
+            answer("readlink", reply, fs.readlink(ino.0), |r, t| r.data(&t))
+        });
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let (name, who, ttl) = (bytes(name), caller(req), self.entry_ttl);
+        self.submit(parent.0, move |fs| {
+            let res = fs.mknod(parent.0, &name, mode, rdev, who);
+            answer("mknod", reply, res, |r, i| {
+                r.entry(&ttl, &file_attr(&i), Generation(0))
+            })
+        });
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let (name, who, ttl) = (bytes(name), caller(req), self.entry_ttl);
+        self.submit(parent.0, move |fs| {
+            answer(
+                "mkdir",
+                reply,
+                fs.mkdir(parent.0, &name, mode, who),
+                |r, i| r.entry(&ttl, &file_attr(&i), Generation(0)),
+            )
+        });
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = bytes(name);
+        self.submit(parent.0, move |fs| {
+            answer("unlink", reply, fs.unlink(parent.0, &name), |r, ()| r.ok())
+        });
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = bytes(name);
+        self.submit(parent.0, move |fs| {
+            answer("rmdir", reply, fs.rmdir(parent.0, &name), |r, ()| r.ok())
+        });
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let (name, who, ttl) = (bytes(link_name), caller(req), self.entry_ttl);
+        let target = target.as_os_str().as_bytes().to_vec();
+        self.submit(parent.0, move |fs| {
+            let res = fs.symlink(parent.0, &name, &target, who);
+            answer("symlink", reply, res, |r, i| {
+                r.entry(&ttl, &file_attr(&i), Generation(0))
+            })
+        });
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        let (name, newname) = (bytes(name), bytes(newname));
+        self.submit(parent.0, move |fs| {
+            let res = ops::RenameFlags::from_bits(flags.bits())
+                .and_then(|f| fs.rename(parent.0, &name, newparent.0, &newname, f));
+            answer("rename", reply, res, |r, ()| r.ok())
+        });
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let (newname, ttl) = (bytes(newname), self.entry_ttl);
+        self.submit(ino.0, move |fs| {
+            answer(
+                "link",
+                reply,
+                fs.link(ino.0, newparent.0, &newname),
+                |r, i| r.entry(&ttl, &file_attr(&i), Generation(0)),
+            )
+        });
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
+        let flags = ops::OpenFlags::from_bits(flags.0);
+        self.submit(ino.0, move |fs| {
+            answer("open", reply, fs.open(ino.0, flags), |r, (fh, keep)| {
+                let f = if keep {
+                    FopenFlags::FOPEN_KEEP_CACHE
+                } else {
+                    FopenFlags::empty()
+                };
+                r.opened(FileHandle(fh), f)
+            })
+        });
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: FuseOpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.submit(ino.0, move |fs| {
+            answer("read", reply, fs.read(fh.0, offset, size), |r, d| {
+                r.data(&d)
+            })
+        });
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: FuseOpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        let data = data.to_vec();
+        self.submit(ino.0, move |fs| {
+            answer("write", reply, fs.write(fh.0, offset, &data), |r, n| {
+                r.written(n)
+            })
+        });
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        self.submit(ino.0, move |fs| {
+            answer("flush", reply, fs.flush(fh.0), |r, ()| r.ok())
+        });
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: FuseOpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.submit(ino.0, move |fs| {
+            answer("release", reply, fs.release(fh.0), |r, ()| r.ok())
+        });
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.submit(ino.0, move |fs| {
+            answer("fsync", reply, fs.fsync(fh.0), |r, ()| r.ok())
+        });
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
+        self.submit(ino.0, move |fs| {
+            answer("opendir", reply, fs.opendir(ino.0), |r, fh| {
+                r.opened(FileHandle(fh), FopenFlags::empty())
+            })
+        });
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        self.submit(ino.0, move |fs| match fs.readdir(fh.0, offset, 1024) {
+            Ok(entries) => {
+                for (next, e) in entries {
+                    let name = OsStr::from_bytes(&e.name);
+                    if reply.add(INodeNo(e.ino), next, file_type(e.kind), name) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => answer("readdir", reply, Err::<(), _>(e), |_, ()| {}),
+        });
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let ttl = self.entry_ttl;
+        self.submit(ino.0, move |fs| match fs.readdirplus(fh.0, offset, 256) {
+            Ok(entries) => {
+                for (next, e, i) in entries {
+                    let name = OsStr::from_bytes(&e.name);
+                    let attr = file_attr(&i);
+                    if reply.add(INodeNo(e.ino), next, name, &ttl, &attr, Generation(0)) {
+                        break;
+                    }
+                }
+                reply.ok()
+            }
+            Err(e) => answer("readdirplus", reply, Err::<(), _>(e), |_, ()| {}),
+        });
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        _flags: FuseOpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.submit(ino.0, move |fs| {
+            fs.releasedir(fh.0);
+            reply.ok()
+        });
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        // Directory changes are written to Cassandra before they are answered.
+        reply.ok();
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.submit(1, move |fs| {
+            let s = fs.statfs();
+            reply.statfs(
+                s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
+            )
+        });
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let (name, value) = (bytes(name), value.to_vec());
+        self.submit(ino.0, move |fs| {
+            let res = fs.setxattr(ino.0, &name, &value, flags);
+            answer("setxattr", reply, res, |r, ()| r.ok())
+        });
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let name = bytes(name);
+        self.submit(ino.0, move |fs| {
+            answer(
+                "getxattr",
+                reply,
+                fs.getxattr(ino.0, &name, size),
+                xattr_reply,
+            )
+        });
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.submit(ino.0, move |fs| {
+            answer("listxattr", reply, fs.listxattr(ino.0, size), xattr_reply)
+        });
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let name = bytes(name);
+        self.submit(ino.0, move |fs| {
+            answer(
+                "removexattr",
+                reply,
+                fs.removexattr(ino.0, &name),
+                |r, ()| r.ok(),
+            )
+        });
+    }
+
+    fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        let who = caller(req);
+        self.submit(ino.0, move |fs| {
+            answer(
+                "access",
+                reply,
+                fs.access(ino.0, mask.bits(), who),
+                |r, ()| r.ok(),
+            )
+        });
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let (name, who, ttl) = (bytes(name), caller(req), self.entry_ttl);
+        let flags = ops::OpenFlags::from_bits(flags);
+        self.submit(parent.0, move |fs| {
+            let res = fs.create(parent.0, &name, mode, flags, who);
+            answer("create", reply, res, |r, (i, fh)| {
+                r.created(
+                    &ttl,
+                    &file_attr(&i),
+                    Generation(0),
+                    FileHandle(fh),
+                    FopenFlags::empty(),
+                )
+            })
+        });
+    }
+}

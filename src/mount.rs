@@ -1,0 +1,135 @@
+//! Mounting: checks the inputs, connects, starts the workers and the FUSE
+//! session, and unmounts cleanly on SIGTERM/SIGINT or `fusermount -u`.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use fuser::{Config, MountOption, Session, SessionACL};
+use log::{error, info, LevelFilter};
+use signal_hook::consts::{SIGINT, SIGTERM};
+use signal_hook::iterator::Signals;
+
+use crate::cli::MountArgs;
+use crate::fuse::CassFuse;
+use crate::ops::{Caller, Fs, FsConfig};
+use crate::store::{Store, StoreConfig};
+use crate::workers::Pool;
+
+fn init_logging(debug: bool) {
+    let level = if debug {
+        LevelFilter::Debug
+    } else {
+        LevelFilter::Info
+    };
+    let config = simplelog::ConfigBuilder::new()
+        .add_filter_allow_str("cassfs")
+        .build();
+    let _ = simplelog::SimpleLogger::init(level, config);
+}
+
+fn check_mountpoint(path: &Path) -> Result<(), String> {
+    match std::fs::metadata(path) {
+        Err(e) => Err(format!("mount point {}: {e}", path.display())),
+        Ok(m) if !m.is_dir() => Err(format!("mount point {} is not a directory", path.display())),
+        Ok(_) => Ok(()),
+    }
+}
+
+fn store_config(args: &MountArgs) -> StoreConfig {
+    let mut cfg = StoreConfig::new(&args.server, &args.keyspace);
+    cfg.consistency = args.consistency;
+    cfg.request_timeout = Duration::from_secs_f64(args.timeout);
+    cfg.connect_timeout = Duration::from_secs_f64(args.timeout.min(8.0));
+    cfg
+}
+
+fn fuse_config(args: &MountArgs) -> Config {
+    let mut config = Config::default();
+    config.mount_options = vec![
+        MountOption::FSName(format!("cassfs:{}:{}", args.owner, args.environment)),
+        MountOption::Subtype("cassfs".into()),
+        MountOption::DefaultPermissions,
+        MountOption::NoAtime,
+    ];
+    if args.read_only {
+        config.mount_options.push(MountOption::RO);
+    }
+    if args.allow_other {
+        config.acl = SessionACL::All;
+    }
+    config
+}
+
+/// Mounts the volume and serves it until it is unmounted.
+pub fn run(args: &MountArgs) -> Result<(), String> {
+    init_logging(args.debug);
+    check_mountpoint(&args.mount)?;
+    let cfg = store_config(args);
+    let store = Store::open(&cfg, args.owner, &args.environment).map_err(|e| e.to_string())?;
+    // SAFETY: getuid/getgid cannot fail and have no preconditions.
+    let me = unsafe {
+        Caller {
+            uid: libc::getuid(),
+            gid: libc::getgid(),
+        }
+    };
+    let fs_cfg = FsConfig {
+        fcache_ttl: Duration::from_secs_f64(args.fcache_ttl),
+        cache_size: args.cache_size,
+        read_only: args.read_only,
+    };
+    let fs = Arc::new(Fs::new(store, fs_cfg, me).map_err(|e| e.to_string())?);
+    let pool = Pool::new(fs.clone(), args.workers as usize)
+        .map_err(|e| format!("cannot start workers: {e}"))?;
+    let adapter = CassFuse::new(
+        pool,
+        Duration::from_secs_f64(args.entry_ttl),
+        Duration::from_secs_f64(args.negative_ttl),
+    );
+    let mut session = Session::new(adapter, &args.mount, &fuse_config(args))
+        .map_err(|e| format!("cannot mount on {}: {e}", args.mount.display()))?;
+    let mut unmounter = session.unmount_callable();
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot handle signals: {e}"))?;
+    let mountpoint = args.mount.clone();
+    std::thread::Builder::new()
+        .name("cassfs-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                info!("signal {sig}: unmounting {}", mountpoint.display());
+                if let Err(e) = unmounter.unmount() {
+                    error!("unmount failed ({e}); detaching {}", mountpoint.display());
+                    detach(&mountpoint);
+                }
+            }
+        })
+        .map_err(|e| format!("cannot start signal thread: {e}"))?;
+    info!(
+        "mounted volume ({}, {}) of keyspace {} on {}",
+        args.owner,
+        args.environment,
+        args.keyspace,
+        args.mount.display()
+    );
+    // run() consumes the session; when it returns, the adapter has been
+    // dropped and the workers drained.
+    let served = session.run();
+    let flushed = fs.flush_all();
+    info!("unmounted {}", args.mount.display());
+    served.map_err(|e| format!("FUSE session failed: {e}"))?;
+    flushed.map_err(|e| format!("pending writes could not be committed: {e}"))
+}
+
+/// Lazy unmount, for a mount that is busy.
+fn detach(path: &Path) {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    let rc = unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    if rc != 0 {
+        error!("lazy unmount of {} failed", path.display());
+    }
+}

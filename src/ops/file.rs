@@ -1,0 +1,591 @@
+//! Open files: reads, buffered writes and whole-file commits.
+//!
+//! Writes never go to Cassandra one by one. Each inode open on this host has
+//! one [`FileState`]: the committed inode it started from (`base`) plus the
+//! blocks changed since (`dirty` in memory, `staged` already uploaded when
+//! too many were dirty, so a huge file is streamed, never held whole). At
+//! flush, fsync or last close the state is *committed*: new blocks are
+//! uploaded, then the inode row is rewritten with the new block list in one
+//! write. Readers anywhere see the old content or the new, never a mix.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+use sha2::{Digest, Sha256};
+
+use super::{now_ns, Fs};
+use crate::error::{FsError, FsResult};
+use crate::store::{Content, Hash, Inode, Kind, BLOCK_SIZE, HOLE, INLINE_MAX};
+
+/// Dirty blocks kept in memory per file before they are uploaded.
+const MAX_DIRTY_BLOCKS: usize = 16;
+/// Blocks read ahead of a sequential read.
+const READ_AHEAD: u64 = 4;
+const BS: u64 = BLOCK_SIZE;
+
+/// A block to store: its hash and bytes.
+type Upload = (Hash, Arc<Vec<u8>>);
+
+/// What an open asked for.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OpenFlags {
+    pub write: bool,
+    pub append: bool,
+    pub truncate: bool,
+}
+
+impl OpenFlags {
+    pub fn from_bits(flags: i32) -> OpenFlags {
+        OpenFlags {
+            write: flags & libc::O_ACCMODE != libc::O_RDONLY,
+            append: flags & libc::O_APPEND != 0,
+            truncate: flags & libc::O_TRUNC != 0,
+        }
+    }
+}
+
+/// The local, uncommitted state of one open inode.
+struct FileState {
+    base: Inode,
+    /// Bytes of `base`'s content still valid (less after a truncate).
+    base_valid: u64,
+    size: u64,
+    dirty: BTreeMap<u64, Vec<u8>>,
+    staged: BTreeMap<u64, Hash>,
+    changed: bool,
+    mtime_ns: i64,
+    opens: u32,
+    unlinked: bool,
+}
+
+struct Handle {
+    ino: u64,
+    flags: OpenFlags,
+}
+
+/// The open files of a mount.
+#[derive(Default)]
+pub(super) struct OpenFiles {
+    states: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
+    handles: Mutex<HashMap<u64, Handle>>,
+    /// The content version whose pages the kernel may hold, per inode.
+    page_versions: Mutex<HashMap<u64, i64>>,
+}
+
+impl OpenFiles {
+    fn state(&self, ino: u64) -> Option<Arc<Mutex<FileState>>> {
+        self.states.lock().get(&ino).cloned()
+    }
+
+    /// Shows local, uncommitted size and mtime in `i`.
+    pub(super) fn overlay(&self, i: &mut Inode) {
+        if let Some(st) = self.state(i.ino) {
+            let st = st.lock();
+            i.size = st.size;
+            if st.changed {
+                i.mtime_ns = st.mtime_ns;
+                i.ctime_ns = i.ctime_ns.max(st.mtime_ns);
+            }
+        }
+    }
+
+    pub(super) fn set_mtime(&self, ino: u64, t: i64) {
+        if let Some(st) = self.state(ino) {
+            st.lock().mtime_ns = t;
+        }
+    }
+
+    /// Marks an open inode as unlinked; false if it is not open here.
+    pub(super) fn mark_unlinked(&self, ino: u64) -> bool {
+        match self.state(ino) {
+            Some(st) => {
+                st.lock().unlinked = true;
+                true
+            }
+            None => false,
+        }
+    }
+
+    pub(super) fn commit_all(&self, fs: &Fs) -> FsResult<()> {
+        let states: Vec<_> = self.states.lock().values().cloned().collect();
+        let mut result = Ok(());
+        for st in states {
+            let mut st = st.lock();
+            if !st.unlinked {
+                if let Err(e) = fs.commit(&mut st) {
+                    result = Err(e);
+                }
+            }
+        }
+        result
+    }
+}
+
+fn sha256(data: &[u8]) -> Hash {
+    let mut h = [0u8; 32];
+    h.copy_from_slice(&Sha256::digest(data));
+    h
+}
+
+/// Length of block `idx` in a file of `size` bytes.
+fn block_len(size: u64, idx: u64) -> u64 {
+    size.saturating_sub(idx * BS).min(BS)
+}
+
+/// Appends `data[from..to]`, padded with zeros to `to - from` bytes.
+fn append_range(out: &mut Vec<u8>, data: &[u8], from: u64, to: u64) {
+    let have = (data.len() as u64).clamp(from, to);
+    out.extend_from_slice(&data[from as usize..have as usize]);
+    out.resize(out.len() + (to - have) as usize, 0);
+}
+
+impl Fs {
+    /// Opens an existing inode; returns the handle and whether the kernel
+    /// may keep the pages it cached (the content is unchanged since).
+    pub fn open(&self, ino: u64, flags: OpenFlags) -> FsResult<(u64, bool)> {
+        let i = self.load(ino)?;
+        match i.kind {
+            Kind::Dir => return Err(FsError::IsDir),
+            Kind::File => {}
+            _ => return Err(FsError::NotSupported),
+        }
+        if flags.write {
+            self.writable()?;
+        }
+        let version = i.version;
+        let fh = self.open_inode(i, flags)?;
+        let mut pages = self.files.page_versions.lock();
+        let keep = !flags.truncate && pages.get(&ino) == Some(&version);
+        pages.insert(ino, version);
+        Ok((fh, keep))
+    }
+
+    /// Registers a handle on `i`, sharing the inode's state with other
+    /// handles open on this host.
+    pub(super) fn open_inode(&self, i: Inode, flags: OpenFlags) -> FsResult<u64> {
+        let ino = i.ino;
+        let st = {
+            let mut states = self.files.states.lock();
+            states
+                .entry(ino)
+                .or_insert_with(|| {
+                    Arc::new(Mutex::new(FileState {
+                        base_valid: i.size,
+                        size: i.size,
+                        mtime_ns: i.mtime_ns,
+                        base: i,
+                        dirty: BTreeMap::new(),
+                        staged: BTreeMap::new(),
+                        changed: false,
+                        opens: 0,
+                        unlinked: false,
+                    }))
+                })
+                .clone()
+        };
+        let mut st = st.lock();
+        st.opens += 1;
+        if flags.truncate && flags.write {
+            self.truncate_state(&mut st, 0)?;
+        }
+        let fh = self.new_fh();
+        self.files.handles.lock().insert(fh, Handle { ino, flags });
+        Ok(fh)
+    }
+
+    fn handle(&self, fh: u64) -> FsResult<(u64, OpenFlags, Arc<Mutex<FileState>>)> {
+        let (ino, flags) = {
+            let handles = self.files.handles.lock();
+            let h = handles.get(&fh).ok_or(FsError::BadHandle)?;
+            (h.ino, h.flags)
+        };
+        let st = self.files.state(ino).ok_or(FsError::BadHandle)?;
+        Ok((ino, flags, st))
+    }
+
+    /// Blocks by hash, from the cache or (in parallel) from Cassandra.
+    fn fetch(&self, hashes: &[Hash]) -> FsResult<HashMap<Hash, Arc<Vec<u8>>>> {
+        let mut got = HashMap::new();
+        let mut missing = Vec::new();
+        for h in hashes {
+            if *h == HOLE || got.contains_key(h) {
+                continue;
+            }
+            match self.cache.block(h) {
+                Some(d) => {
+                    got.insert(*h, d);
+                }
+                None => missing.push(*h),
+            }
+        }
+        missing.sort();
+        missing.dedup();
+        for (h, d) in missing.iter().zip(self.store.get_blocks(&missing)?) {
+            self.cache.put_block(*h, d.clone());
+            got.insert(*h, d);
+        }
+        Ok(got)
+    }
+
+    /// The stored block (hash) that holds block `idx`, if any.
+    fn block_hash(st: &FileState, idx: u64) -> Option<Hash> {
+        if let Some(h) = st.staged.get(&idx) {
+            return Some(*h);
+        }
+        if idx * BS >= st.base_valid {
+            return None;
+        }
+        match &st.base.content {
+            Content::Blocks(h) => h.get(idx as usize).copied().filter(|h| *h != HOLE),
+            Content::Inline(_) => None,
+        }
+    }
+
+    /// Appends bytes `[from, to)` of block `idx` of the current content.
+    fn read_block(
+        &self,
+        st: &FileState,
+        idx: u64,
+        from: u64,
+        to: u64,
+        out: &mut Vec<u8>,
+    ) -> FsResult<()> {
+        if let Some(buf) = st.dirty.get(&idx) {
+            append_range(out, buf, from, to);
+            return Ok(());
+        }
+        if let Some(h) = Self::block_hash(st, idx) {
+            let blocks = self.fetch(&[h])?;
+            let data = blocks.get(&h).ok_or(FsError::Invalid)?;
+            // Base bytes past a truncation point read as zeros.
+            let valid = if st.staged.contains_key(&idx) {
+                data.len() as u64
+            } else {
+                (data.len() as u64).min(st.base_valid - idx * BS)
+            };
+            append_range(out, &data[..valid as usize], from, to);
+            return Ok(());
+        }
+        match &st.base.content {
+            Content::Inline(d) if idx == 0 => {
+                let valid = (d.len() as u64).min(st.base_valid);
+                append_range(out, &d[..valid as usize], from, to)
+            }
+            _ => append_range(out, &[], from, to),
+        }
+        Ok(())
+    }
+
+    pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let (_, _, st) = self.handle(fh)?;
+        let st = st.lock();
+        let end = (offset + u64::from(size)).min(st.size);
+        if offset >= end {
+            return Ok(Vec::new());
+        }
+        let (first, last) = (offset / BS, (end - 1) / BS);
+        // Fetch the blocks of the range and a few after it in one go.
+        let wanted: Vec<Hash> = (first..=last + READ_AHEAD)
+            .filter(|i| i * BS < st.size && !st.dirty.contains_key(i))
+            .filter_map(|i| Self::block_hash(&st, i))
+            .filter(|h| !self.cache.has_block(h))
+            .collect();
+        if !wanted.is_empty() {
+            self.fetch(&wanted)?;
+        }
+        let mut out = Vec::with_capacity((end - offset) as usize);
+        for idx in first..=last {
+            let from = offset.max(idx * BS) - idx * BS;
+            let to = end.min((idx + 1) * BS) - idx * BS;
+            self.read_block(&st, idx, from, to, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    pub fn write(&self, fh: u64, offset: u64, data: &[u8]) -> FsResult<u32> {
+        self.writable()?;
+        let (_, flags, st) = self.handle(fh)?;
+        if !flags.write {
+            return Err(FsError::BadHandle);
+        }
+        let mut st = st.lock();
+        let offset = if flags.append { st.size } else { offset };
+        let end = offset
+            .checked_add(data.len() as u64)
+            .filter(|e| *e <= i64::MAX as u64)
+            .ok_or(FsError::TooBig)?;
+        let mut pos = offset;
+        let mut last = 0;
+        while pos < end {
+            let idx = pos / BS;
+            let from = (pos - idx * BS) as usize;
+            let to = ((end - idx * BS).min(BS)) as usize;
+            if !st.dirty.contains_key(&idx) {
+                let mut buf = Vec::with_capacity(BS as usize);
+                let cur = block_len(st.size, idx);
+                self.read_block(&st, idx, 0, cur, &mut buf)?;
+                st.dirty.insert(idx, buf);
+            }
+            let src = &data[(pos - offset) as usize..(pos - offset) as usize + (to - from)];
+            if let Some(buf) = st.dirty.get_mut(&idx) {
+                if buf.len() < to {
+                    buf.resize(to, 0);
+                }
+                buf[from..to].copy_from_slice(src);
+            }
+            pos = idx * BS + to as u64;
+            last = idx;
+        }
+        st.size = st.size.max(end);
+        st.changed = true;
+        st.mtime_ns = now_ns();
+        if st.dirty.len() > MAX_DIRTY_BLOCKS {
+            self.stage(&mut st, last)?;
+        }
+        Ok(data.len() as u32)
+    }
+
+    /// Uploads dirty blocks (all but `keep`) so memory stays bounded.
+    fn stage(&self, st: &mut FileState, keep: u64) -> FsResult<()> {
+        let idxs: Vec<u64> = st.dirty.keys().copied().filter(|i| *i != keep).collect();
+        let mut uploads = Vec::new();
+        let mut hashes = Vec::new();
+        for idx in idxs {
+            if let Some(buf) = st.dirty.remove(&idx) {
+                let (h, up) = self.prepare_block(buf);
+                hashes.push((idx, h));
+                uploads.extend(up);
+            }
+        }
+        self.upload(uploads)?;
+        st.staged.extend(hashes);
+        Ok(())
+    }
+
+    /// The hash of a block and, unless it is a hole or already known to
+    /// be stored, the upload it needs.
+    fn prepare_block(&self, buf: Vec<u8>) -> (Hash, Option<Upload>) {
+        if buf.iter().all(|b| *b == 0) {
+            return (HOLE, None);
+        }
+        let h = sha256(&buf);
+        if self.cache.has_block(&h) {
+            return (h, None);
+        }
+        (h, Some((h, Arc::new(buf))))
+    }
+
+    fn upload(&self, uploads: Vec<Upload>) -> FsResult<()> {
+        if uploads.is_empty() {
+            return Ok(());
+        }
+        self.store.put_blocks(uploads.clone())?;
+        for (h, d) in uploads {
+            self.cache.put_block(h, d);
+        }
+        Ok(())
+    }
+
+    fn truncate_state(&self, st: &mut FileState, size: u64) -> FsResult<()> {
+        if size < st.size {
+            let cut = size.div_ceil(BS);
+            st.dirty.retain(|i, _| *i < cut);
+            st.staged.retain(|i, _| *i < cut);
+            if !size.is_multiple_of(BS) {
+                let idx = size / BS;
+                let mut buf = Vec::with_capacity(BS as usize);
+                self.read_block(st, idx, 0, size - idx * BS, &mut buf)?;
+                st.staged.remove(&idx);
+                st.dirty.insert(idx, buf);
+            }
+            st.base_valid = st.base_valid.min(size);
+        }
+        st.size = size;
+        st.changed = true;
+        st.mtime_ns = now_ns();
+        Ok(())
+    }
+
+    /// truncate(2)/ftruncate(2): applied to the open state, or committed at
+    /// once when the file is not open here.
+    pub(super) fn truncate(&self, ino: u64, size: u64) -> FsResult<()> {
+        if size > i64::MAX as u64 {
+            return Err(FsError::TooBig);
+        }
+        if let Some(st) = self.files.state(ino) {
+            return self.truncate_state(&mut st.lock(), size);
+        }
+        let i = self.load(ino)?;
+        match i.kind {
+            Kind::File => {}
+            Kind::Dir => return Err(FsError::IsDir),
+            _ => return Err(FsError::Invalid),
+        }
+        let fh = self.open_inode(i, OpenFlags::default())?;
+        let result = (|| {
+            let (_, _, st) = self.handle(fh)?;
+            let mut st = st.lock();
+            self.truncate_state(&mut st, size)?;
+            self.commit(&mut st)
+        })();
+        self.release(fh)?;
+        result
+    }
+
+    /// Writes the state's content to Cassandra: blocks, references, then the
+    /// inode row in a single write.
+    fn commit(&self, st: &mut FileState) -> FsResult<()> {
+        if !st.changed {
+            return Ok(());
+        }
+        let content = if st.size <= INLINE_MAX {
+            let mut data = Vec::with_capacity(st.size as usize);
+            if st.size > 0 {
+                self.read_block(st, 0, 0, st.size, &mut data)?;
+            }
+            Content::Inline(Arc::new(data))
+        } else {
+            Content::Blocks(Arc::new(self.commit_blocks(st)?))
+        };
+        let old = block_set(&st.base.content);
+        let new = block_set(&content);
+        let added: Vec<Hash> = new.difference(&old).copied().collect();
+        let removed: Vec<Hash> = old.difference(&new).copied().collect();
+        self.store.change_refs(st.base.ino, &added, &[])?;
+        let mut inode = self
+            .cache
+            .stale_inode(st.base.ino)
+            .unwrap_or_else(|| st.base.clone());
+        inode.size = st.size;
+        inode.content = content;
+        inode.version = rand::random::<i64>();
+        inode.mtime_ns = st.mtime_ns;
+        inode.ctime_ns = now_ns().max(st.mtime_ns);
+        self.store.update_content(&inode)?;
+        self.cache.put_inode(&inode);
+        self.files.page_versions.lock().remove(&inode.ino);
+        self.store.change_refs(inode.ino, &[], &removed)?;
+        st.base = inode;
+        st.base_valid = st.size;
+        st.dirty.clear();
+        st.staged.clear();
+        st.changed = false;
+        Ok(())
+    }
+
+    /// The block list of the state, uploading what is new.
+    fn commit_blocks(&self, st: &mut FileState) -> FsResult<Vec<Hash>> {
+        let n = st.size.div_ceil(BS);
+        let mut hashes = Vec::with_capacity(n as usize);
+        let mut uploads = Vec::new();
+        for idx in 0..n {
+            let want = block_len(st.size, idx);
+            if let Some(h) = self.reusable_block(st, idx, want) {
+                hashes.push(h);
+                continue;
+            }
+            let mut buf = Vec::with_capacity(want as usize);
+            self.read_block(st, idx, 0, want, &mut buf)?;
+            let (h, up) = self.prepare_block(buf);
+            hashes.push(h);
+            uploads.extend(up);
+            if uploads.len() >= MAX_DIRTY_BLOCKS {
+                self.upload(std::mem::take(&mut uploads))?;
+            }
+        }
+        self.upload(uploads)?;
+        Ok(hashes)
+    }
+
+    /// A stored block that already holds block `idx` exactly (`want` bytes).
+    fn reusable_block(&self, st: &FileState, idx: u64, want: u64) -> Option<Hash> {
+        if st.dirty.contains_key(&idx) {
+            return None;
+        }
+        if let Some(h) = st.staged.get(&idx) {
+            return (want == BS).then_some(*h);
+        }
+        let Content::Blocks(base) = &st.base.content else {
+            return None;
+        };
+        let stored = block_len(st.base.size, idx);
+        let valid = block_len(st.base_valid, idx);
+        let h = *base.get(idx as usize)?;
+        (stored == want && valid == want).then_some(h)
+    }
+
+    pub fn flush(&self, fh: u64) -> FsResult<()> {
+        let (_, _, st) = self.handle(fh)?;
+        let mut st = st.lock();
+        if st.unlinked {
+            return Ok(());
+        }
+        self.commit(&mut st)
+    }
+
+    pub fn fsync(&self, fh: u64) -> FsResult<()> {
+        self.flush(fh)
+    }
+
+    /// Closes a handle; the last close of an inode commits what is left and
+    /// deletes the inode if its last name went while it was open.
+    pub fn release(&self, fh: u64) -> FsResult<()> {
+        let (ino, _, st) = self.handle(fh)?;
+        self.files.handles.lock().remove(&fh);
+        let mut st = st.lock();
+        st.opens = st.opens.saturating_sub(1);
+        if st.opens > 0 {
+            return Ok(());
+        }
+        let result = if st.unlinked {
+            let mut base = st.base.clone();
+            if let Content::Blocks(h) = &mut base.content {
+                let mut all: Vec<Hash> = h.as_ref().clone();
+                all.extend(st.staged.values());
+                *h = Arc::new(all);
+            }
+            self.delete_inode(&base)
+        } else {
+            self.commit(&mut st)
+        };
+        self.files.states.lock().remove(&ino);
+        result
+    }
+}
+
+fn block_set(c: &Content) -> HashSet<Hash> {
+    match c {
+        Content::Blocks(h) => h.iter().copied().filter(|h| *h != HOLE).collect(),
+        Content::Inline(_) => HashSet::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn append_range_pads_with_zeros() {
+        let mut out = Vec::new();
+        append_range(&mut out, b"abc", 1, 5);
+        assert_eq!(out, b"bc\0\0");
+        out.clear();
+        append_range(&mut out, b"abc", 4, 6);
+        assert_eq!(out, b"\0\0");
+    }
+
+    #[test]
+    fn block_len_covers_short_last_block() {
+        assert_eq!(block_len(BS + 10, 0), BS);
+        assert_eq!(block_len(BS + 10, 1), 10);
+        assert_eq!(block_len(BS + 10, 2), 0);
+    }
+
+    #[test]
+    fn open_flags_decode() {
+        let f = OpenFlags::from_bits(libc::O_WRONLY | libc::O_APPEND);
+        assert!(f.write && f.append && !f.truncate);
+        assert!(!OpenFlags::from_bits(libc::O_RDONLY).write);
+    }
+}

@@ -1,0 +1,310 @@
+//! The filesystem core: POSIX operations on inodes, in plain Rust types.
+//!
+//! Nothing here knows about FUSE: the adapter (`crate::fuse`) turns kernel
+//! requests into calls on [`Fs`] and its results into replies. Every
+//! operation reads through the caches (`crate::cache`) and writes through to
+//! Cassandra (`crate::store`); a failed write is an error, and the caches
+//! only learn what Cassandra accepted.
+//!
+//! Submodules: `names` (entries: create, link, unlink, rename, readdir),
+//! `file` (open files: buffered writes and whole-file commits), `xattr`.
+
+mod file;
+mod names;
+mod xattr;
+
+use std::collections::HashMap;
+use std::ops::Range;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::Mutex;
+
+use crate::cache::Cache;
+use crate::error::{FsError, FsResult};
+use crate::store::{Dentry, Inode, Kind, Store};
+
+pub use file::OpenFlags;
+pub use names::{DirEntry, RenameFlags};
+pub use xattr::XattrReply;
+
+/// Inode numbers reserved from Cassandra at a time.
+const INO_BATCH: u64 = 1024;
+/// The longest name Linux allows.
+pub const NAME_MAX: usize = 255;
+/// Root inode.
+pub const ROOT: u64 = 1;
+
+/// Settings of the core.
+#[derive(Clone, Debug)]
+pub struct FsConfig {
+    pub fcache_ttl: Duration,
+    pub cache_size: u64,
+    pub read_only: bool,
+}
+
+/// Who is asking.
+#[derive(Clone, Copy, Debug)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// A new time for `utimens`.
+#[derive(Clone, Copy, Debug)]
+pub enum SetTime {
+    Now,
+    At(SystemTime),
+}
+
+/// The changes of a `setattr`.
+#[derive(Clone, Debug, Default)]
+pub struct SetAttr {
+    pub mode: Option<u32>,
+    pub uid: Option<u32>,
+    pub gid: Option<u32>,
+    pub size: Option<u64>,
+    pub atime: Option<SetTime>,
+    pub mtime: Option<SetTime>,
+}
+
+/// Filesystem statistics for statfs.
+#[derive(Clone, Copy, Debug)]
+pub struct StatFs {
+    pub blocks: u64,
+    pub bfree: u64,
+    pub files: u64,
+    pub ffree: u64,
+    pub bsize: u32,
+    pub namelen: u32,
+}
+
+/// One mounted volume.
+pub struct Fs {
+    store: Store,
+    cache: Cache,
+    cfg: FsConfig,
+    free_inos: Mutex<Range<u64>>,
+    next_fh: AtomicU64,
+    files: file::OpenFiles,
+    dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
+}
+
+pub(crate) fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+fn time_ns(t: SetTime) -> i64 {
+    match t {
+        SetTime::Now => now_ns(),
+        SetTime::At(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i64,
+            Err(e) => -(e.duration().as_nanos() as i64),
+        },
+    }
+}
+
+pub(crate) fn check_name(name: &[u8]) -> FsResult<()> {
+    if name.len() > NAME_MAX {
+        return Err(FsError::NameTooLong);
+    }
+    if name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') {
+        return Err(FsError::Invalid);
+    }
+    Ok(())
+}
+
+impl Fs {
+    /// Opens the volume, creating it (and its root) on first mount.
+    pub fn new(store: Store, cfg: FsConfig, root_owner: Caller) -> FsResult<Fs> {
+        store.ensure_volume(root_owner.uid, root_owner.gid)?;
+        Ok(Fs {
+            store,
+            cache: Cache::new(cfg.fcache_ttl, cfg.cache_size),
+            cfg,
+            free_inos: Mutex::new(0..0),
+            next_fh: AtomicU64::new(1),
+            files: file::OpenFiles::default(),
+            dirs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn statement_count(&self) -> u64 {
+        self.store.statement_count()
+    }
+
+    fn new_fh(&self) -> u64 {
+        self.next_fh.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn writable(&self) -> FsResult<()> {
+        if self.cfg.read_only {
+            Err(FsError::ReadOnly)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// A fresh inode number, unique across every mount of the volume.
+    fn alloc_ino(&self) -> FsResult<u64> {
+        let mut free = self.free_inos.lock();
+        if free.is_empty() {
+            *free = self.store.reserve_inodes(INO_BATCH)?;
+        }
+        let ino = free.start;
+        free.start += 1;
+        Ok(ino)
+    }
+
+    /// The inode as committed (cache within the TTL, else Cassandra).
+    fn load(&self, ino: u64) -> FsResult<Inode> {
+        if let Some(i) = self.cache.inode(ino) {
+            return Ok(i);
+        }
+        match self.store.get_inode(ino)? {
+            Some(i) => {
+                self.cache.put_inode(&i);
+                Ok(i)
+            }
+            None => {
+                self.cache.forget_inode(ino);
+                Err(FsError::NotFound)
+            }
+        }
+    }
+
+    fn load_dir(&self, ino: u64) -> FsResult<Inode> {
+        let i = self.load(ino)?;
+        if i.kind != Kind::Dir {
+            return Err(FsError::NotDir);
+        }
+        Ok(i)
+    }
+
+    /// Writes changed attributes and updates the cache.
+    fn save_attrs(&self, i: &Inode) -> FsResult<()> {
+        self.store.update_attrs(i)?;
+        self.cache.put_inode(i);
+        Ok(())
+    }
+
+    /// The attributes the kernel should see: the committed inode with the
+    /// size and times of local, not yet committed writes.
+    pub fn getattr(&self, ino: u64) -> FsResult<Inode> {
+        let mut i = self.load(ino)?;
+        self.files.overlay(&mut i);
+        Ok(i)
+    }
+
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> FsResult<Inode> {
+        if name.len() > NAME_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        let d = self.entry(parent, name)?.ok_or(FsError::NotFound)?;
+        self.getattr(d.ino)
+    }
+
+    /// A directory entry (cache within the TTL, else Cassandra).
+    fn entry(&self, parent: u64, name: &[u8]) -> FsResult<Option<Dentry>> {
+        if let Some(d) = self.cache.dentry(parent, name) {
+            return Ok(d);
+        }
+        let d = self.store.get_dentry(parent, name)?;
+        if d.is_none() {
+            // A missing name in something that is not a directory is ENOTDIR.
+            self.load_dir(parent)?;
+        }
+        self.cache.put_dentry(parent, name, d.clone());
+        Ok(d)
+    }
+
+    pub fn setattr(&self, ino: u64, set: &SetAttr) -> FsResult<Inode> {
+        self.writable()?;
+        if let Some(size) = set.size {
+            self.truncate(ino, size)?;
+        }
+        let mut i = self.load(ino)?;
+        let now = now_ns();
+        let mut changed = false;
+        if let Some(mode) = set.mode {
+            i.perm = mode & 0o7777;
+            changed = true;
+        }
+        if let Some(uid) = set.uid {
+            i.uid = uid;
+            changed = true;
+        }
+        if let Some(gid) = set.gid {
+            i.gid = gid;
+            changed = true;
+        }
+        if (set.uid.is_some() || set.gid.is_some()) && i.kind != Kind::Dir {
+            // chown clears set-user-ID and set-group-ID on files.
+            i.perm &= !0o6000;
+        }
+        if let Some(t) = set.atime {
+            i.atime_ns = time_ns(t);
+            changed = true;
+        }
+        if let Some(t) = set.mtime {
+            i.mtime_ns = time_ns(t);
+            self.files.set_mtime(ino, i.mtime_ns);
+            changed = true;
+        }
+        if changed {
+            i.ctime_ns = now;
+            self.save_attrs(&i)?;
+        }
+        self.getattr(ino)
+    }
+
+    pub fn readlink(&self, ino: u64) -> FsResult<Vec<u8>> {
+        let i = self.load(ino)?;
+        if i.kind != Kind::Symlink {
+            return Err(FsError::Invalid);
+        }
+        Ok(i.target)
+    }
+
+    pub fn statfs(&self) -> StatFs {
+        // Cassandra has no fixed capacity: report a large, constant one.
+        StatFs {
+            blocks: 1 << 40,
+            bfree: 1 << 40,
+            files: 1 << 40,
+            ffree: 1 << 40,
+            bsize: 4096,
+            namelen: NAME_MAX as u32,
+        }
+    }
+
+    /// access(2): existence, then the permission bits for `caller`.
+    pub fn access(&self, ino: u64, mask: i32, caller: Caller) -> FsResult<()> {
+        let i = self.load(ino)?;
+        if mask & libc::W_OK != 0 && self.cfg.read_only {
+            return Err(FsError::ReadOnly);
+        }
+        if mask == libc::F_OK || caller.uid == 0 {
+            return Ok(());
+        }
+        let bits = if caller.uid == i.uid {
+            (i.perm >> 6) & 7
+        } else if caller.gid == i.gid {
+            (i.perm >> 3) & 7
+        } else {
+            i.perm & 7
+        };
+        if (mask as u32) & 7 & !bits != 0 {
+            return Err(FsError::Access);
+        }
+        Ok(())
+    }
+
+    /// Commits every open file with pending writes (at unmount).
+    pub fn flush_all(&self) -> FsResult<()> {
+        self.files.commit_all(self)
+    }
+}
