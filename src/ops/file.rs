@@ -135,9 +135,10 @@ fn block_len(size: u64, idx: u64) -> u64 {
 
 /// Appends `data[from..to]`, padded with zeros to `to - from` bytes.
 fn append_range(out: &mut Vec<u8>, data: &[u8], from: u64, to: u64) {
-    let have = (data.len() as u64).clamp(from, to);
-    out.extend_from_slice(&data[from as usize..have as usize]);
-    out.resize(out.len() + (to - have) as usize, 0);
+    let len = data.len() as u64;
+    let (a, b) = (from.min(len), to.min(len));
+    out.extend_from_slice(&data[a as usize..b as usize]);
+    out.resize(out.len() + (to - from - (b - a)) as usize, 0);
 }
 
 impl Fs {
@@ -573,6 +574,9 @@ mod tests {
         out.clear();
         append_range(&mut out, b"abc", 4, 6);
         assert_eq!(out, b"\0\0");
+        out.clear();
+        append_range(&mut out, b"", 131072, 131075);
+        assert_eq!(out, b"\0\0\0");
     }
 
     #[test]
