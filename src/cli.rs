@@ -27,7 +27,8 @@ pub const VERSION: &str = concat!(
         cassfs [options] mounts one volume and stays in the foreground until it is \
         unmounted (fusermount3 -u MOUNTPOINT) or receives SIGTERM/SIGINT.\n\
         Flags may be written Go style (-mount /opt, -owner=7) or GNU style (--mount /opt).",
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    allow_negative_numbers = true
 )]
 pub struct Cli {
     #[command(subcommand)]
@@ -115,6 +116,24 @@ pub struct MountArgs {
           default_value = "false", default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub read_only: bool,
+}
+
+/// Parses the command line. Help and version go to stdout (exit 0); an
+/// unknown flag prints the usage (exit 2); a bad value is one line (exit 2).
+pub fn parse() -> Cli {
+    use clap::error::ErrorKind;
+    match Cli::try_parse_from(normalize_args(std::env::args_os())) {
+        Ok(cli) => cli,
+        Err(e) => match e.kind() {
+            ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
+                let text = e.to_string();
+                let line = text.lines().next().unwrap_or("invalid value");
+                eprintln!("cassfs: {}", line.trim_start_matches("error: "));
+                std::process::exit(2);
+            }
+            _ => e.exit(),
+        },
+    }
 }
 
 /// Long flag names that may be written with a single dash (Go style).
@@ -257,6 +276,8 @@ mod tests {
     #[test]
     fn bad_values_are_rejected() {
         assert!(parse(&["cassfs", "-entry_ttl", "-1"]).is_err());
+        let e = parse(&["cassfs", "-entry_ttl", "-1"]).expect_err("negative");
+        assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation);
         assert!(parse(&["cassfs", "--negative_ttl=-0.5"]).is_err());
         assert!(parse(&["cassfs", "-owner", "abc"]).is_err());
         assert!(parse(&["cassfs", "-consistency", "MOST"]).is_err());

@@ -2,12 +2,10 @@
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
-use cassfs::cli::{normalize_args, Cli, Command};
+use cassfs::cli::{self, Command};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse_from(normalize_args(std::env::args_os()));
+    let cli = cli::parse();
     let result = match cli.command {
         Some(Command::Schema(args)) => cassfs::run_schema(&args),
         None => cassfs::run_mount(&cli.mount),
