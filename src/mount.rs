@@ -16,6 +16,9 @@ use crate::ops::{Caller, Fs, FsConfig};
 use crate::store::{Store, StoreConfig};
 use crate::workers::Pool;
 
+/// How long a signalled daemon waits for a busy mount to go away.
+const BUSY_GRACE: Duration = Duration::from_secs(3);
+
 fn init_logging(debug: bool) {
     let level = if debug {
         LevelFilter::Debug
@@ -93,15 +96,31 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     let mut signals =
         Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot handle signals: {e}"))?;
     let mountpoint = args.mount.clone();
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    let fs_for_signals = fs.clone();
     std::thread::Builder::new()
         .name("cassfs-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
-                info!("signal {sig}: unmounting {}", mountpoint.display());
-                if let Err(e) = unmounter.unmount() {
-                    error!("unmount failed ({e}); detaching {}", mountpoint.display());
-                    detach(&mountpoint);
-                }
+            let Some(sig) = signals.forever().next() else {
+                return;
+            };
+            info!("signal {sig}: unmounting {}", mountpoint.display());
+            if let Err(e) = unmounter.unmount() {
+                error!("unmount failed ({e}); detaching {}", mountpoint.display());
+                detach(&mountpoint);
+            }
+            // A detached mount lives on while files are open in it: give the
+            // session a moment, then commit what is pending and leave.
+            if done_rx.recv_timeout(BUSY_GRACE).is_err() {
+                let code = match fs_for_signals.flush_all() {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        error!("pending writes could not be committed: {e}");
+                        1
+                    }
+                };
+                info!("files still open; exiting without waiting for them");
+                std::process::exit(code);
             }
         })
         .map_err(|e| format!("cannot start signal thread: {e}"))?;
@@ -116,6 +135,7 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     // dropped and the workers drained.
     let served = session.run();
     let flushed = fs.flush_all();
+    let _ = done_tx.send(());
     info!("unmounted {}", args.mount.display());
     served.map_err(|e| format!("FUSE session failed: {e}"))?;
     flushed.map_err(|e| format!("pending writes could not be committed: {e}"))
