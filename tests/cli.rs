@@ -286,3 +286,14 @@ fn gnu_equals_style_flags_mount() {
     fs::create_dir(m.join("d")).expect("mkdir through the GNU-style mount");
     assert!(m.join("d").is_dir(), "the new directory is a directory");
 }
+
+#[test]
+fn mount_shows_fstype_fuse_cassfs() {
+    let m = Volume::unique("fstype").mount(&[]);
+    assert_eq!(
+        mount_fstype(m.path()).as_deref(),
+        Some("fuse.cassfs"),
+        "the fstype column of /proc/mounts for {}",
+        m.path().display()
+    );
+}

@@ -176,3 +176,68 @@ fn volumes_are_isolated() {
         "still isolated",
     );
 }
+
+#[test]
+fn fsync_publishes_and_unflushed_writes_stay_private() {
+    let vol = Volume::unique("fsync");
+    let a = vol.mount_uncached(&[]);
+    let b = vol.mount_uncached(&[]);
+    write(&a.join("f"), b"committed v1");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(a.join("f"))
+        .expect("open on A");
+    f.write_all(b"uncommitted v2").expect("write on A");
+    // Writes are buffered until close/fsync: B still reads the last commit.
+    assert_eq!(
+        read(&b.join("f")),
+        b"committed v1",
+        "B must not see A's unflushed writes"
+    );
+    f.sync_all().expect("fsync on A");
+    assert_eq!(
+        read(&b.join("f")),
+        b"uncommitted v2",
+        "B sees the fsynced content while A keeps the file open"
+    );
+    drop(f);
+    assert_eq!(read(&b.join("f")), b"uncommitted v2");
+    // xattrs too.
+    setxattr(&a.join("f"), "user.tag", b"from A", 0).expect("setxattr on A");
+    assert_eq!(
+        getxattr(&b.join("f"), "user.tag").expect("getxattr on B"),
+        b"from A"
+    );
+}
+
+#[test]
+fn concurrent_creators_on_two_mounts_get_distinct_inodes() {
+    use std::os::unix::fs::MetadataExt;
+    let vol = Volume::unique("twowriters");
+    let a = vol.mount_uncached(&[]);
+    let b = vol.mount_uncached(&[]);
+    fs::create_dir(a.join("d")).expect("mkdir on A");
+    let per = 60;
+    std::thread::scope(|s| {
+        for (tag, m) in [("a", &a), ("b", &b)] {
+            s.spawn(move || {
+                for i in 0..per {
+                    let name = format!("{tag}{i:03}");
+                    write(&m.join("d").join(&name), name.as_bytes());
+                }
+            });
+        }
+    });
+    for (side, m) in [("A", &a), ("B", &b)] {
+        let listed = names(&m.join("d"));
+        assert_eq!(listed.len(), 2 * per, "{side} lists every file of both");
+        let mut inos = BTreeSet::new();
+        for n in &listed {
+            let p = m.join("d").join(n);
+            assert_eq!(read(&p), n.as_encoded_bytes(), "{side}: content of {n:?}");
+            inos.insert(fs::metadata(&p).expect("stat").ino());
+        }
+        assert_eq!(inos.len(), 2 * per, "{side}: inode numbers are distinct");
+    }
+}
