@@ -1034,3 +1034,117 @@ fn read_only_mount_refuses_writes() {
         "unlink on read-only",
     );
 }
+
+// ---------------------------------------------------------------------------
+// One mount: open files share state; mmap; special files
+// ---------------------------------------------------------------------------
+
+#[test]
+fn second_fd_sees_unflushed_writes_on_the_same_mount() {
+    let m = mount("twofds");
+    let p = m.join("f");
+    write(&p, b"old");
+    let mut w = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(&p)
+        .expect("open for writing");
+    w.write_all(b"new data, not closed").expect("write");
+    // POSIX: a read after a write returns the new data, whatever the fd.
+    assert_eq!(
+        read(&p),
+        b"new data, not closed",
+        "a second open on the same mount sees the first fd's writes"
+    );
+    assert_eq!(
+        fs::metadata(&p).expect("stat").len(),
+        20,
+        "stat sees the buffered size"
+    );
+    drop(w);
+    assert_eq!(read(&p), b"new data, not closed");
+    // Reading past EOF returns nothing.
+    let f = File::open(&p).expect("open");
+    let mut buf = [0u8; 8];
+    assert_eq!(f.read_at(&mut buf, 1000).expect("pread past EOF"), 0);
+}
+
+#[test]
+fn mmap_shared_write_is_persisted() {
+    let vol = Volume::unique("mmap");
+    let mut m = vol.mount(&[]);
+    let p = m.join("mapped");
+    let len = 300_000usize;
+    write(&p, &vec![b'.'; len]);
+    {
+        let f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&p)
+            .expect("open rw");
+        use std::os::unix::io::AsRawFd;
+        // SAFETY: mapping a file we own for `len` bytes; unmapped below.
+        let addr = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            )
+        };
+        assert_ne!(
+            addr,
+            libc::MAP_FAILED,
+            "mmap: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: addr maps len writable bytes.
+        let map = unsafe { std::slice::from_raw_parts_mut(addr.cast::<u8>(), len) };
+        assert!(map.iter().all(|&b| b == b'.'), "mapped content");
+        map[..5].copy_from_slice(b"HELLO");
+        map[len - 5..].copy_from_slice(b"WORLD");
+        // SAFETY: addr/len from the mmap above.
+        let r = unsafe { libc::msync(addr, len, libc::MS_SYNC) };
+        assert_eq!(r, 0, "msync: {}", std::io::Error::last_os_error());
+        // SAFETY: addr/len from the mmap above; map is not used afterwards.
+        unsafe { libc::munmap(addr, len) };
+        f.sync_all().expect("fsync");
+    }
+    assert!(m.unmount().success(), "clean unmount");
+    drop(m);
+    // Read back through a new daemon: the page cache of the old one is gone.
+    let m = vol.mount(&[]);
+    let vol_data = read(&m.join("mapped"));
+    assert_eq!(&vol_data[..5], b"HELLO");
+    assert_eq!(&vol_data[len - 5..], b"WORLD");
+    assert!(vol_data[5..len - 5].iter().all(|&b| b == b'.'));
+}
+
+#[test]
+fn fifo_and_rename_over_a_hard_link() {
+    let m = mount("special");
+    let fifo = m.join("fifo");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_bytes()).expect("c path");
+    // SAFETY: valid C string.
+    let r = unsafe { libc::mkfifo(c.as_ptr(), 0o644) };
+    assert_eq!(r, 0, "mkfifo: {}", std::io::Error::last_os_error());
+    use std::os::unix::fs::FileTypeExt;
+    assert!(
+        fs::symlink_metadata(&fifo)
+            .expect("lstat fifo")
+            .file_type()
+            .is_fifo(),
+        "a fifo"
+    );
+    // Renaming over one name of a twice-linked file leaves the other.
+    write(&m.join("a"), b"A");
+    fs::hard_link(m.join("a"), m.join("a2")).expect("link");
+    write(&m.join("b"), b"B");
+    fs::rename(m.join("b"), m.join("a")).expect("rename over a linked name");
+    assert_eq!(read(&m.join("a")), b"B");
+    let md = fs::metadata(m.join("a2")).expect("stat a2");
+    assert_eq!(md.nlink(), 1, "the replaced inode lost a link");
+    assert_eq!(read(&m.join("a2")), b"A");
+}
