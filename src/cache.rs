@@ -28,6 +28,8 @@ pub struct Cache {
     inodes: Mutex<HashMap<u64, Timed<Inode>>>,
     /// (parent, name) → entry, or `None` for a name known not to exist.
     dentries: Mutex<HashMap<DentryKey, Timed<Option<Dentry>>>>,
+    /// Directory listings, dropped when this mount changes the directory.
+    listings: Mutex<HashMap<u64, Timed<Arc<Vec<Dentry>>>>>,
     blocks: Mutex<BlockCache>,
     /// Inline bytes held by cached inodes, bounded like blocks.
     inline_limit: usize,
@@ -40,6 +42,7 @@ impl Cache {
             ttl,
             inodes: Mutex::new(HashMap::new()),
             dentries: Mutex::new(HashMap::new()),
+            listings: Mutex::new(HashMap::new()),
             blocks: Mutex::new(BlockCache::new(cap / 4 * 3)),
             inline_limit: cap / 4,
         }
@@ -110,6 +113,36 @@ impl Cache {
             (parent, name.to_vec()),
             Timed {
                 value: d,
+                at: Instant::now(),
+            },
+        );
+    }
+
+    /// Records a change this mount made to an entry: the entry itself and
+    /// the directory's listing are no longer what the cache holds.
+    pub fn set_dentry(&self, parent: u64, name: &[u8], d: Option<Dentry>) {
+        self.put_dentry(parent, name, d);
+        self.listings.lock().remove(&parent);
+    }
+
+    /// A cached listing of a directory, younger than the TTL.
+    pub fn listing(&self, dir: u64) -> Option<Arc<Vec<Dentry>>> {
+        let map = self.listings.lock();
+        map.get(&dir)
+            .filter(|t| self.fresh(t))
+            .map(|t| t.value.clone())
+    }
+
+    pub fn put_listing(&self, dir: u64, list: Arc<Vec<Dentry>>) {
+        let mut map = self.listings.lock();
+        let total: usize = map.values().map(|t| t.value.len()).sum();
+        if total + list.len() > MAX_ENTRIES {
+            evict_oldest_half(&mut map);
+        }
+        map.insert(
+            dir,
+            Timed {
+                value: list,
                 at: Instant::now(),
             },
         );

@@ -94,7 +94,7 @@ impl Fs {
         };
         self.store.put_dentry(parent.ino, &d)?;
         self.cache.put_inode(inode);
-        self.cache.put_dentry(parent.ino, name, Some(d));
+        self.cache.set_dentry(parent.ino, name, Some(d));
         if inode.kind == Kind::Dir {
             parent.nlink += 1;
         }
@@ -199,7 +199,7 @@ impl Fs {
             kind: i.kind,
         };
         self.store.put_dentry(newparent, &d)?;
-        self.cache.put_dentry(newparent, newname, Some(d));
+        self.cache.set_dentry(newparent, newname, Some(d));
         let now = now_ns();
         i.nlink += 1;
         i.ctime_ns = now;
@@ -226,7 +226,7 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         self.store.delete_dentry(parent, name)?;
-        self.cache.put_dentry(parent, name, None);
+        self.cache.set_dentry(parent, name, None);
         self.drop_link(d.ino)?;
         let now = now_ns();
         p.mtime_ns = now;
@@ -284,7 +284,7 @@ impl Fs {
             return Err(FsError::NotEmpty);
         }
         self.store.delete_dentry(parent, name)?;
-        self.cache.put_dentry(parent, name, None);
+        self.cache.set_dentry(parent, name, None);
         self.store.delete_inode(d.ino)?;
         self.cache.forget_inode(d.ino);
         let now = now_ns();
@@ -365,8 +365,8 @@ impl Fs {
         };
         self.store
             .change_dentries(&[(parent, name)], &[(newparent, &moved)])?;
-        self.cache.put_dentry(parent, name, None);
-        self.cache.put_dentry(newparent, newname, Some(moved));
+        self.cache.set_dentry(parent, name, None);
+        self.cache.set_dentry(newparent, newname, Some(moved));
         let now = now_ns();
         let mut dirs_delta: i64 = 0;
         if let Some(dst) = dst {
@@ -411,8 +411,8 @@ impl Fs {
         };
         self.store
             .change_dentries(&[], &[(newparent, &a), (parent, &b)])?;
-        self.cache.put_dentry(newparent, newname, Some(a));
-        self.cache.put_dentry(parent, name, Some(b));
+        self.cache.set_dentry(newparent, newname, Some(a));
+        self.cache.set_dentry(parent, name, Some(b));
         let now = now_ns();
         for (d, new_parent) in [(&src, newparent), (&dst, parent)] {
             let mut i = self.load(d.ino)?;
@@ -457,14 +457,22 @@ impl Fs {
                 name: b"..".to_vec(),
             },
         ];
-        for d in self.store.list_dir(ino)? {
-            self.cache.put_dentry(ino, &d.name, Some(d.clone()));
-            list.push(DirEntry {
-                ino: d.ino,
-                kind: d.kind,
-                name: d.name,
-            });
-        }
+        let entries = match self.cache.listing(ino) {
+            Some(l) => l,
+            None => {
+                let l = Arc::new(self.store.list_dir(ino)?);
+                for d in l.iter() {
+                    self.cache.put_dentry(ino, &d.name, Some(d.clone()));
+                }
+                self.cache.put_listing(ino, l.clone());
+                l
+            }
+        };
+        list.extend(entries.iter().map(|d| DirEntry {
+            ino: d.ino,
+            kind: d.kind,
+            name: d.name.clone(),
+        }));
         let fh = self.new_fh();
         self.dirs.lock().insert(fh, list);
         Ok(fh)
