@@ -22,7 +22,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use cassfs::store::{Content, Dentry, Hash, Inode, Kind, Store, StoreConfig, BLOCK_SIZE, INLINE_MAX};
+use cassfs::store::{
+    Content, Dentry, Hash, Inode, Kind, Store, StoreConfig, BLOCK_SIZE, INLINE_MAX,
+};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 
@@ -66,10 +68,16 @@ fn walk(root: &Path) -> Res<Vec<Entry>> {
             let ft = e.file_type().map_err(|e| e.to_string())?;
             let r = rel.join(e.file_name());
             if ft.is_dir() {
-                out.push(Entry { rel: r.clone(), is_dir: true });
+                out.push(Entry {
+                    rel: r.clone(),
+                    is_dir: true,
+                });
                 rec(root, &r, out)?;
             } else if ft.is_file() {
-                out.push(Entry { rel: r, is_dir: false });
+                out.push(Entry {
+                    rel: r,
+                    is_dir: false,
+                });
             }
         }
         Ok(())
@@ -81,7 +89,9 @@ fn walk(root: &Path) -> Res<Vec<Entry>> {
 
 fn name_of(p: &Path) -> Vec<u8> {
     use std::os::unix::ffi::OsStrExt;
-    p.file_name().map(|n| n.as_bytes().to_vec()).unwrap_or_default()
+    p.file_name()
+        .map(|n| n.as_bytes().to_vec())
+        .unwrap_or_default()
 }
 
 struct Floor {
@@ -100,7 +110,10 @@ struct Phase {
 impl Floor {
     fn alloc(&mut self) -> Res<u64> {
         if self.free.is_empty() {
-            self.free = self.store.reserve_inodes(INO_BATCH).map_err(|e| e.to_string())?;
+            self.free = self
+                .store
+                .reserve_inodes(INO_BATCH)
+                .map_err(|e| e.to_string())?;
         }
         let ino = self.free.start;
         self.free.start += 1;
@@ -153,7 +166,9 @@ impl Floor {
             hashes.extend(blocks.iter().map(|(h, _)| *h));
             self.store.put_blocks(blocks).map_err(|e| e.to_string())?;
         }
-        self.store.change_refs(ino, &hashes, &[]).map_err(|e| e.to_string())?;
+        self.store
+            .change_refs(ino, &hashes, &[])
+            .map_err(|e| e.to_string())?;
         Ok(Content::Blocks(Arc::new(hashes)))
     }
 
@@ -161,7 +176,11 @@ impl Floor {
         let entries = walk(tree)?;
         let s0 = self.store.statement_count();
         let t0 = Instant::now();
-        let root = self.store.get_inode(1).map_err(|e| e.to_string())?.ok_or("no root")?;
+        let root = self
+            .store
+            .get_inode(1)
+            .map_err(|e| e.to_string())?
+            .ok_or("no root")?;
         let mut dirs: HashMap<PathBuf, Inode> = HashMap::new();
         dirs.insert(PathBuf::new(), root);
         let mut ph = Phase::default();
@@ -179,8 +198,14 @@ impl Floor {
                 Self::new_inode(ino, Kind::File, parent_ino, content, data.len() as u64)
             };
             self.store.put_inode(&inode).map_err(|e| e.to_string())?;
-            let d = Dentry { name: name_of(&e.rel), ino, kind: inode.kind };
-            self.store.put_dentry(parent_ino, &d).map_err(|e| e.to_string())?;
+            let d = Dentry {
+                name: name_of(&e.rel),
+                ino,
+                kind: inode.kind,
+            };
+            self.store
+                .put_dentry(parent_ino, &d)
+                .map_err(|e| e.to_string())?;
             let mut parent = dirs.remove(&parent_rel).unwrap();
             self.touch_parent(&mut parent, if e.is_dir { 1 } else { 0 })?;
             dirs.insert(parent_rel, parent);
@@ -215,7 +240,11 @@ impl Floor {
                 dirs.insert(e.rel.clone(), d.ino);
                 continue;
             }
-            let i = self.store.get_inode(d.ino).map_err(|e| e.to_string())?.ok_or("no inode")?;
+            let i = self
+                .store
+                .get_inode(d.ino)
+                .map_err(|e| e.to_string())?
+                .ok_or("no inode")?;
             let n = match &i.content {
                 Content::Inline(data) => data.len() as u64,
                 Content::Blocks(hashes) => {
@@ -229,7 +258,11 @@ impl Floor {
                 }
             };
             if n != i.size {
-                return Err(format!("{}: read {n} bytes, size {}", e.rel.display(), i.size));
+                return Err(format!(
+                    "{}: read {n} bytes, size {}",
+                    e.rel.display(),
+                    i.size
+                ));
             }
             ph.files += 1;
             ph.bytes += n;
@@ -251,7 +284,10 @@ impl Floor {
         for e in &entries {
             let parent = by_path[e.rel.parent().unwrap_or(Path::new(""))];
             let d = self.lookup(parent, &e.rel)?;
-            self.store.get_inode(d.ino).map_err(|e| e.to_string())?.ok_or("no inode")?;
+            self.store
+                .get_inode(d.ino)
+                .map_err(|e| e.to_string())?
+                .ok_or("no inode")?;
             if e.is_dir {
                 by_path.insert(e.rel.clone(), d.ino);
                 dirs.push(d.ino);
@@ -272,11 +308,19 @@ impl Floor {
         rand::thread_rng().fill_bytes(&mut base);
         let s0 = self.store.statement_count();
         let t0 = Instant::now();
-        let mut root = self.store.get_inode(1).map_err(|e| e.to_string())?.ok_or("no root")?;
+        let mut root = self
+            .store
+            .get_inode(1)
+            .map_err(|e| e.to_string())?
+            .ok_or("no root")?;
         let ino = self.alloc()?;
         let mut inode = Self::new_inode(ino, Kind::File, 1, Content::default(), 0);
         self.store.put_inode(&inode).map_err(|e| e.to_string())?;
-        let d = Dentry { name: b"w4-big".to_vec(), ino, kind: Kind::File };
+        let d = Dentry {
+            name: b"w4-big".to_vec(),
+            ino,
+            kind: Kind::File,
+        };
         self.store.put_dentry(1, &d).map_err(|e| e.to_string())?;
         self.touch_parent(&mut root, 0)?;
         let mut hashes = Vec::new();
@@ -294,10 +338,14 @@ impl Floor {
             self.store.put_blocks(blocks).map_err(|e| e.to_string())?;
             idx += n;
         }
-        self.store.change_refs(ino, &hashes, &[]).map_err(|e| e.to_string())?;
+        self.store
+            .change_refs(ino, &hashes, &[])
+            .map_err(|e| e.to_string())?;
         inode.size = mib * BLOCK_SIZE;
         inode.content = Content::Blocks(Arc::new(hashes));
-        self.store.update_content(&inode).map_err(|e| e.to_string())?;
+        self.store
+            .update_content(&inode)
+            .map_err(|e| e.to_string())?;
         let write = Phase {
             seconds: t0.elapsed().as_secs_f64(),
             files: 1,
@@ -308,7 +356,11 @@ impl Floor {
         let s0 = self.store.statement_count();
         let t0 = Instant::now();
         let d = self.lookup(1, Path::new("w4-big"))?;
-        let i = self.store.get_inode(d.ino).map_err(|e| e.to_string())?.ok_or("no inode")?;
+        let i = self
+            .store
+            .get_inode(d.ino)
+            .map_err(|e| e.to_string())?
+            .ok_or("no inode")?;
         let Content::Blocks(hashes) = &i.content else {
             return Err("w4-big has no blocks".into());
         };
@@ -333,11 +385,19 @@ impl Floor {
     fn w5(&mut self, files: u64) -> Res<(Phase, Phase)> {
         let s0 = self.store.statement_count();
         let t0 = Instant::now();
-        let mut root = self.store.get_inode(1).map_err(|e| e.to_string())?.ok_or("no root")?;
+        let mut root = self
+            .store
+            .get_inode(1)
+            .map_err(|e| e.to_string())?
+            .ok_or("no root")?;
         let dino = self.alloc()?;
         let mut dir = Self::new_inode(dino, Kind::Dir, 1, Content::default(), 0);
         self.store.put_inode(&dir).map_err(|e| e.to_string())?;
-        let d = Dentry { name: b"w5".to_vec(), ino: dino, kind: Kind::Dir };
+        let d = Dentry {
+            name: b"w5".to_vec(),
+            ino: dino,
+            kind: Kind::Dir,
+        };
         self.store.put_dentry(1, &d).map_err(|e| e.to_string())?;
         self.touch_parent(&mut root, 1)?;
         let mut made = Vec::with_capacity(files as usize);
@@ -346,7 +406,11 @@ impl Floor {
             let i = Self::new_inode(ino, Kind::File, dino, Content::default(), 0);
             self.store.put_inode(&i).map_err(|e| e.to_string())?;
             let name = format!("f{k:05}").into_bytes();
-            let d = Dentry { name: name.clone(), ino, kind: Kind::File };
+            let d = Dentry {
+                name: name.clone(),
+                ino,
+                kind: Kind::File,
+            };
             self.store.put_dentry(dino, &d).map_err(|e| e.to_string())?;
             self.touch_parent(&mut dir, 0)?;
             made.push((name, ino));
@@ -360,7 +424,9 @@ impl Floor {
         let s0 = self.store.statement_count();
         let t0 = Instant::now();
         for (name, ino) in &made {
-            self.store.delete_dentry(dino, name).map_err(|e| e.to_string())?;
+            self.store
+                .delete_dentry(dino, name)
+                .map_err(|e| e.to_string())?;
             self.store.delete_inode(*ino).map_err(|e| e.to_string())?;
             self.touch_parent(&mut dir, 0)?;
         }
@@ -396,25 +462,38 @@ fn run() -> Res<()> {
         match a.as_str() {
             "--server" => server = val("--server")?,
             "--keyspace" => keyspace = val("--keyspace")?,
-            "--owner" => owner = val("--owner")?.parse().map_err(|e| format!("--owner: {e}"))?,
+            "--owner" => {
+                owner = val("--owner")?
+                    .parse()
+                    .map_err(|e| format!("--owner: {e}"))?
+            }
             "--env" => env = val("--env")?,
             "--tree" => tree = Some(PathBuf::from(val("--tree")?)),
             "--mib" => mib = val("--mib")?.parse().map_err(|e| format!("--mib: {e}"))?,
-            "--files" => files = val("--files")?.parse().map_err(|e| format!("--files: {e}"))?,
+            "--files" => {
+                files = val("--files")?
+                    .parse()
+                    .map_err(|e| format!("--files: {e}"))?
+            }
             w if !w.starts_with('-') => workload = w.to_string(),
             other => return Err(format!("unknown argument {other}")),
         }
     }
     if keyspace.is_empty() || env.is_empty() || workload.is_empty() {
-        return Err("usage: raw_floor --server H --keyspace K --owner N --env E \
+        return Err(
+            "usage: raw_floor --server H --keyspace K --owner N --env E \
                     [--tree DIR] [--mib N] [--files N] W1|W2|W3|W4|W5"
-            .into());
+                .into(),
+        );
     }
     let cfg = StoreConfig::new(&server, &keyspace);
     let store = Store::open(&cfg, owner, &env).map_err(|e| e.to_string())?;
     store.ensure_volume(0, 0).map_err(|e| e.to_string())?;
     let mut f = Floor { store, free: 0..0 };
-    let need_tree = || tree.clone().ok_or_else(|| format!("{workload} needs --tree"));
+    let need_tree = || {
+        tree.clone()
+            .ok_or_else(|| format!("{workload} needs --tree"))
+    };
     let phases = match workload.as_str() {
         "W1" => vec![("W1", f.w1(&need_tree()?)?)],
         "W2" => vec![("W2", f.w2(&need_tree()?)?)],
@@ -430,7 +509,10 @@ fn run() -> Res<()> {
         other => return Err(format!("unknown workload {other}")),
     };
     let body: Vec<String> = phases.iter().map(|(n, p)| phase_json(n, p)).collect();
-    println!("{{\"workload\": \"{workload}\", \"phases\": {{{}}}}}", body.join(", "));
+    println!(
+        "{{\"workload\": \"{workload}\", \"phases\": {{{}}}}}",
+        body.join(", ")
+    );
     Ok(())
 }
 
