@@ -2,7 +2,7 @@
 //! (trusted for `fcache_ttl`), and content blocks (immutable, kept until
 //! evicted to stay within `cache_size` bytes).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,6 +16,8 @@ const MAX_ENTRIES: usize = 200_000;
 
 /// (parent inode, name).
 type DentryKey = (u64, Vec<u8>);
+/// The entries of one directory by name.
+pub type Listing = BTreeMap<Vec<u8>, Dentry>;
 
 struct Timed<T> {
     value: T,
@@ -28,8 +30,9 @@ pub struct Cache {
     inodes: Mutex<HashMap<u64, Timed<Inode>>>,
     /// (parent, name) → entry, or `None` for a name known not to exist.
     dentries: Mutex<HashMap<DentryKey, Timed<Option<Dentry>>>>,
-    /// Directory listings, dropped when this mount changes the directory.
-    listings: Mutex<HashMap<u64, Timed<Arc<Vec<Dentry>>>>>,
+    /// Complete directory listings, kept up to date with the changes this
+    /// mount makes.
+    listings: Mutex<HashMap<u64, Timed<Listing>>>,
     blocks: Mutex<BlockCache>,
     /// Inline bytes held by cached inodes, bounded like blocks.
     inline_limit: usize,
@@ -99,9 +102,11 @@ impl Cache {
     /// A cached entry younger than the TTL: `Some(None)` is a known miss.
     pub fn dentry(&self, parent: u64, name: &[u8]) -> Option<Option<Dentry>> {
         let map = self.dentries.lock();
-        map.get(&(parent, name.to_vec()))
-            .filter(|t| self.fresh(t))
-            .map(|t| t.value.clone())
+        if let Some(t) = map.get(&(parent, name.to_vec())).filter(|t| self.fresh(t)) {
+            return Some(t.value.clone());
+        }
+        drop(map);
+        self.listed(parent, name)
     }
 
     pub fn put_dentry(&self, parent: u64, name: &[u8], d: Option<Dentry>) {
@@ -118,22 +123,39 @@ impl Cache {
         );
     }
 
-    /// Records a change this mount made to an entry: the entry itself and
-    /// the directory's listing are no longer what the cache holds.
+    /// Records a change this mount made to an entry, in the entry cache and
+    /// in the directory's cached listing.
     pub fn set_dentry(&self, parent: u64, name: &[u8], d: Option<Dentry>) {
-        self.put_dentry(parent, name, d);
-        self.listings.lock().remove(&parent);
+        self.put_dentry(parent, name, d.clone());
+        if let Some(t) = self.listings.lock().get_mut(&parent) {
+            match d {
+                Some(d) => t.value.insert(name.to_vec(), d),
+                None => t.value.remove(name),
+            };
+        }
     }
 
-    /// A cached listing of a directory, younger than the TTL.
-    pub fn listing(&self, dir: u64) -> Option<Arc<Vec<Dentry>>> {
+    /// What a fresh cached listing says of a name: `Some(None)` when the
+    /// listing is fresh and lacks it, `None` when there is no fresh listing.
+    pub fn listed(&self, parent: u64, name: &[u8]) -> Option<Option<Dentry>> {
+        let map = self.listings.lock();
+        let t = map.get(&parent).filter(|t| self.fresh(t))?;
+        Some(t.value.get(name).cloned())
+    }
+
+    /// The entries of a fresh cached listing, in name order.
+    pub fn listing(&self, dir: u64) -> Option<Vec<Dentry>> {
         let map = self.listings.lock();
         map.get(&dir)
             .filter(|t| self.fresh(t))
-            .map(|t| t.value.clone())
+            .map(|t| t.value.values().cloned().collect())
     }
 
-    pub fn put_listing(&self, dir: u64, list: Arc<Vec<Dentry>>) {
+    pub fn forget_listing(&self, dir: u64) {
+        self.listings.lock().remove(&dir);
+    }
+
+    pub fn put_listing(&self, dir: u64, list: Listing) {
         let mut map = self.listings.lock();
         let total: usize = map.values().map(|t| t.value.len()).sum();
         if total + list.len() > MAX_ENTRIES {

@@ -383,11 +383,14 @@ impl Filesystem for CassFuse {
         let flags = ops::OpenFlags::from_bits(flags.0);
         self.submit(ino.0, move |fs| {
             answer("open", reply, fs.open(ino.0, flags), |r, (fh, keep)| {
-                let f = if keep {
-                    FopenFlags::FOPEN_KEEP_CACHE
-                } else {
-                    FopenFlags::empty()
-                };
+                let mut f = FopenFlags::empty();
+                if keep {
+                    f |= FopenFlags::FOPEN_KEEP_CACHE;
+                }
+                if !flags.write {
+                    // Nothing to commit at close: spare the kernel a FLUSH.
+                    f |= FopenFlags::FOPEN_NOFLUSH;
+                }
                 r.opened(FileHandle(fh), f)
             })
         });
@@ -474,8 +477,12 @@ impl Filesystem for CassFuse {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
         self.submit(ino.0, move |fs| {
-            answer("opendir", reply, fs.opendir(ino.0), |r, fh| {
-                r.opened(FileHandle(fh), FopenFlags::empty())
+            answer("opendir", reply, fs.opendir(ino.0), |r, (fh, cached)| {
+                let mut f = FopenFlags::FOPEN_CACHE_DIR;
+                if cached {
+                    f |= FopenFlags::FOPEN_KEEP_CACHE;
+                }
+                r.opened(FileHandle(fh), f)
             })
         });
     }

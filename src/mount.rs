@@ -55,6 +55,14 @@ fn fuse_config(args: &MountArgs) -> Config {
         MountOption::DefaultPermissions,
         MountOption::NoAtime,
     ];
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        // Mounting directly (as root), fuser passes the subtype only to
+        // fusermount3; name it for mount(2) so the type reads fuse.cassfs.
+        config
+            .mount_options
+            .push(MountOption::CUSTOM("subtype=cassfs".into()));
+    }
     if args.read_only {
         config.mount_options.push(MountOption::RO);
     }

@@ -20,8 +20,10 @@ use crate::store::{Content, Hash, Inode, Kind, BLOCK_SIZE, HOLE, INLINE_MAX};
 
 /// Dirty blocks kept in memory per file before they are uploaded.
 const MAX_DIRTY_BLOCKS: usize = 16;
-/// Blocks read ahead of a sequential read.
-const READ_AHEAD: u64 = 4;
+/// Blocks read ahead of a read: when a needed block, or the one half this
+/// window ahead, is not cached, the missing blocks of the whole window are
+/// fetched in parallel.
+const READ_AHEAD: u64 = 16;
 const BS: u64 = BLOCK_SIZE;
 
 /// A block to store: its hash and bytes.
@@ -94,6 +96,10 @@ impl OpenFiles {
         if let Some(st) = self.state(ino) {
             st.lock().mtime_ns = t;
         }
+    }
+
+    pub(super) fn is_open(&self, ino: u64) -> bool {
+        self.states.lock().contains_key(&ino)
     }
 
     /// Marks an open inode as unlinked; false if it is not open here.
@@ -286,13 +292,15 @@ impl Fs {
             return Ok(Vec::new());
         }
         let (first, last) = (offset / BS, (end - 1) / BS);
-        // Fetch the blocks of the range and a few after it in one go.
-        let wanted: Vec<Hash> = (first..=last + READ_AHEAD)
-            .filter(|i| i * BS < st.size && !st.dirty.contains_key(i))
-            .filter_map(|i| Self::block_hash(&st, i))
-            .filter(|h| !self.cache.has_block(h))
-            .collect();
-        if !wanted.is_empty() {
+        let missing = |i: u64| -> Option<Hash> {
+            if i * BS >= st.size || st.dirty.contains_key(&i) {
+                return None;
+            }
+            Self::block_hash(&st, i).filter(|h| !self.cache.has_block(h))
+        };
+        if (first..=last).any(|i| missing(i).is_some()) || missing(last + READ_AHEAD / 2).is_some()
+        {
+            let wanted: Vec<Hash> = (first..=last + READ_AHEAD).filter_map(missing).collect();
             self.fetch(&wanted)?;
         }
         let mut out = Vec::with_capacity((end - offset) as usize);

@@ -4,8 +4,19 @@
 use std::sync::Arc;
 
 use super::{check_name, now_ns, Caller, Fs, ROOT};
+use crate::cache::Listing;
 use crate::error::{FsError, FsResult};
-use crate::store::{Content, Dentry, Inode, Kind};
+use crate::store::{Content, Dentry, Inode, Kind, Write};
+
+/// What became of an inode that lost a name.
+enum LinkGone {
+    /// It was already gone.
+    Missing,
+    /// It keeps other names, or is open here (deleted at last close).
+    Kept(Inode),
+    /// It was deleted with its last name.
+    Deleted(Inode),
+}
 
 /// One entry of a directory listing; `offset` is the cookie of the next one.
 #[derive(Clone, Debug)]
@@ -70,37 +81,43 @@ impl Fs {
         })
     }
 
-    /// Fails with EEXIST when the name exists. Asks Cassandra, not the
-    /// cache: another mount may have created it since.
+    /// Fails with EEXIST when the name exists (as far as the caches, within
+    /// `fcache_ttl`, or Cassandra know). An entry whose inode is missing is
+    /// what an interrupted create leaves behind: its name may be reused.
     fn must_not_exist(&self, parent: u64, name: &[u8]) -> FsResult<()> {
         check_name(name)?;
-        match self.store.get_dentry(parent, name)? {
-            Some(d) => {
-                self.cache.put_dentry(parent, name, Some(d));
-                Err(FsError::Exists)
-            }
-            None => Ok(()),
+        match self.entry(parent, name)? {
+            Some(d) if self.store.get_inode(d.ino)?.is_some() => Err(FsError::Exists),
+            _ => Ok(()),
         }
     }
 
-    /// Writes a new inode and its entry, then the parent's times (and link
-    /// count for a new directory).
+    /// Writes a new inode, its entry and the parent's times (and link count
+    /// for a new directory), all in one round trip.
     fn add_entry(&self, mut parent: Inode, name: &[u8], inode: &Inode) -> FsResult<()> {
-        self.store.put_inode(inode)?;
         let d = Dentry {
             name: name.to_vec(),
             ino: inode.ino,
             kind: inode.kind,
         };
-        self.store.put_dentry(parent.ino, &d)?;
-        self.cache.put_inode(inode);
-        self.cache.set_dentry(parent.ino, name, Some(d));
         if inode.kind == Kind::Dir {
             parent.nlink += 1;
         }
         parent.mtime_ns = inode.ctime_ns;
         parent.ctime_ns = inode.ctime_ns;
-        self.save_attrs(&parent)
+        self.store.apply(vec![
+            Write::PutInode(inode.clone()),
+            Write::PutDentry(parent.ino, d.clone()),
+            Write::UpdateAttrs(parent.clone()),
+        ])?;
+        self.cache.put_inode(inode);
+        self.cache.put_inode(&parent);
+        self.cache.set_dentry(parent.ino, name, Some(d));
+        if inode.kind == Kind::Dir {
+            // A new directory is known to be empty.
+            self.cache.put_listing(inode.ino, Listing::new());
+        }
+        Ok(())
     }
 
     fn make(
@@ -198,15 +215,19 @@ impl Fs {
             ino,
             kind: i.kind,
         };
-        self.store.put_dentry(newparent, &d)?;
-        self.cache.set_dentry(newparent, newname, Some(d));
         let now = now_ns();
         i.nlink += 1;
         i.ctime_ns = now;
-        self.save_attrs(&i)?;
         p.mtime_ns = now;
         p.ctime_ns = now;
-        self.save_attrs(&p)?;
+        self.store.apply(vec![
+            Write::PutDentry(newparent, d.clone()),
+            Write::UpdateAttrs(i.clone()),
+            Write::UpdateAttrs(p.clone()),
+        ])?;
+        self.cache.set_dentry(newparent, newname, Some(d));
+        self.cache.put_inode(&i);
+        self.cache.put_inode(&p);
         self.getattr(ino)
     }
 
@@ -225,33 +246,57 @@ impl Fs {
         if d.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
-        self.store.delete_dentry(parent, name)?;
-        self.cache.set_dentry(parent, name, None);
-        self.drop_link(d.ino)?;
         let now = now_ns();
         p.mtime_ns = now;
         p.ctime_ns = now;
-        self.save_attrs(&p)
+        let mut writes = vec![
+            Write::DeleteDentry(parent, name.to_vec()),
+            Write::UpdateAttrs(p.clone()),
+        ];
+        let gone = self.link_gone(d.ino, &mut writes)?;
+        self.store.apply(writes)?;
+        self.cache.set_dentry(parent, name, None);
+        self.cache.put_inode(&p);
+        self.link_dropped(gone)
     }
 
-    /// One name of a non-directory is gone: count it down, and delete the
-    /// inode with its last name (at last close if it is open here).
-    fn drop_link(&self, ino: u64) -> FsResult<()> {
-        let mut i = match self.store.get_inode(ino)? {
-            Some(i) => i,
-            None => return Ok(()),
+    /// One name of a non-directory goes: adds the write that counts it
+    /// down, or deletes the inode with its last name (unless it is open
+    /// here: then at its last close).
+    fn link_gone(&self, ino: u64, writes: &mut Vec<Write>) -> FsResult<LinkGone> {
+        let Some(mut i) = self.store.get_inode(ino)? else {
+            return Ok(LinkGone::Missing);
         };
         i.nlink = i.nlink.saturating_sub(1);
         i.ctime_ns = now_ns();
-        if i.nlink > 0 || self.files.mark_unlinked(ino) {
-            self.save_attrs(&i)?;
-            return Ok(());
+        if i.nlink > 0 || self.files.is_open(ino) {
+            writes.push(Write::UpdateAttrs(i.clone()));
+            return Ok(LinkGone::Kept(i));
         }
-        self.delete_inode(&i)
+        writes.push(Write::DeleteInode(ino));
+        Ok(LinkGone::Deleted(i))
     }
 
-    /// Deletes an inode and its block references.
-    pub(super) fn delete_inode(&self, i: &Inode) -> FsResult<()> {
+    /// After the writes of [`Fs::link_gone`] were applied.
+    fn link_dropped(&self, gone: LinkGone) -> FsResult<()> {
+        match gone {
+            LinkGone::Missing => Ok(()),
+            LinkGone::Kept(i) => {
+                if i.nlink == 0 {
+                    self.files.mark_unlinked(i.ino);
+                }
+                self.cache.put_inode(&i);
+                Ok(())
+            }
+            LinkGone::Deleted(i) => {
+                self.cache.forget_inode(i.ino);
+                self.drop_refs(&i)
+            }
+        }
+    }
+
+    /// Removes the block references of a deleted inode.
+    fn drop_refs(&self, i: &Inode) -> FsResult<()> {
         if let Content::Blocks(h) = &i.content {
             let mut refs: Vec<_> = h
                 .iter()
@@ -262,9 +307,22 @@ impl Fs {
             refs.dedup();
             self.store.change_refs(i.ino, &[], &refs)?;
         }
+        Ok(())
+    }
+
+    /// One name of a non-directory is gone (rename over it).
+    fn drop_link(&self, ino: u64) -> FsResult<()> {
+        let mut writes = Vec::new();
+        let gone = self.link_gone(ino, &mut writes)?;
+        self.store.apply(writes)?;
+        self.link_dropped(gone)
+    }
+
+    /// Deletes an inode and its block references.
+    pub(super) fn delete_inode(&self, i: &Inode) -> FsResult<()> {
         self.store.delete_inode(i.ino)?;
         self.cache.forget_inode(i.ino);
-        Ok(())
+        self.drop_refs(i)
     }
 
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
@@ -283,15 +341,20 @@ impl Fs {
         if self.store.dir_has_entries(d.ino)? {
             return Err(FsError::NotEmpty);
         }
-        self.store.delete_dentry(parent, name)?;
-        self.cache.set_dentry(parent, name, None);
-        self.store.delete_inode(d.ino)?;
-        self.cache.forget_inode(d.ino);
         let now = now_ns();
         p.nlink = p.nlink.saturating_sub(1).max(2);
         p.mtime_ns = now;
         p.ctime_ns = now;
-        self.save_attrs(&p)
+        self.store.apply(vec![
+            Write::DeleteDentry(parent, name.to_vec()),
+            Write::DeleteInode(d.ino),
+            Write::UpdateAttrs(p.clone()),
+        ])?;
+        self.cache.set_dentry(parent, name, None);
+        self.cache.forget_inode(d.ino);
+        self.cache.forget_listing(d.ino);
+        self.cache.put_inode(&p);
+        Ok(())
     }
 
     /// Fails with EINVAL when `dir` is `ancestor` or below it.
@@ -442,8 +505,10 @@ impl Fs {
     }
 
     /// Opens a directory: its listing is read once, so offsets stay stable
-    /// while it is open.
-    pub fn opendir(&self, ino: u64) -> FsResult<u64> {
+    /// while it is open. Also says whether the listing came from the local
+    /// cache (unchanged as far as this mount knows: the kernel may keep its
+    /// cached copy).
+    pub fn opendir(&self, ino: u64) -> FsResult<(u64, bool)> {
         let dir = self.load_dir(ino)?;
         let mut list = vec![
             DirEntry {
@@ -457,25 +522,23 @@ impl Fs {
                 name: b"..".to_vec(),
             },
         ];
-        let entries = match self.cache.listing(ino) {
-            Some(l) => l,
+        let (entries, cached) = match self.cache.listing(ino) {
+            Some(l) => (l, true),
             None => {
-                let l = Arc::new(self.store.list_dir(ino)?);
-                for d in l.iter() {
-                    self.cache.put_dentry(ino, &d.name, Some(d.clone()));
-                }
-                self.cache.put_listing(ino, l.clone());
-                l
+                let l = self.store.list_dir(ino)?;
+                let by_name = l.iter().map(|d| (d.name.clone(), d.clone())).collect();
+                self.cache.put_listing(ino, by_name);
+                (l, false)
             }
         };
-        list.extend(entries.iter().map(|d| DirEntry {
+        list.extend(entries.into_iter().map(|d| DirEntry {
             ino: d.ino,
             kind: d.kind,
-            name: d.name.clone(),
+            name: d.name,
         }));
         let fh = self.new_fh();
         self.dirs.lock().insert(fh, list);
-        Ok(fh)
+        Ok((fh, cached))
     }
 
     /// Entries from `offset` on, each with the offset of the entry after it

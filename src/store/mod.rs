@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use schema::{apply_schema, check_schema, SCHEMA_CQL};
-pub use session::Store;
+pub use session::{Store, Write};
 
 /// Size of a content block. Files are cut into blocks of this size.
 pub const BLOCK_SIZE: u64 = 1 << 20;

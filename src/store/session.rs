@@ -441,20 +441,7 @@ impl Store {
 
     /// Writes the attributes of an inode (not its content or xattrs).
     pub fn update_attrs(&self, i: &Inode) -> Result<()> {
-        let v = (
-            i.perm as i32,
-            i.uid as i32,
-            i.gid as i32,
-            i.nlink as i32,
-            i.atime_ns,
-            i.mtime_ns,
-            i.ctime_ns,
-            i.parent as i64,
-            self.owner,
-            &self.env,
-            i.ino as i64,
-        );
-        self.exec(&self.st.update_attrs, v)?;
+        self.exec(&self.st.update_attrs, attr_values(i, self.owner, &self.env))?;
         Ok(())
     }
 
@@ -605,6 +592,38 @@ impl Store {
         })
     }
 
+    /// Runs independent writes concurrently: one round trip for all of them.
+    /// Each either happened or the call fails (some may have happened).
+    pub fn apply(&self, writes: Vec<Write>) -> Result<()> {
+        let s = self.conn.session();
+        let st = &self.st;
+        let (owner, env) = (self.owner, self.env.clone());
+        let jobs: Vec<(PreparedStatement, Write)> = writes
+            .into_iter()
+            .map(|w| {
+                let ps = match &w {
+                    Write::PutInode(_) => st.insert_inode.clone(),
+                    Write::UpdateAttrs(_) => st.update_attrs.clone(),
+                    Write::DeleteInode(_) => st.delete_inode.clone(),
+                    Write::PutDentry(..) => st.insert_dentry.clone(),
+                    Write::DeleteDentry(..) => st.delete_dentry.clone(),
+                };
+                (ps, w)
+            })
+            .collect();
+        self.conn.run(jobs.len() as u64, async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (ps, w) in jobs {
+                let (s, env) = (s.clone(), env.clone());
+                set.spawn(async move { w.execute(&s, &ps, owner, &env).await });
+            }
+            while let Some(r) = set.join_next().await {
+                r.map_err(StoreError::request)??;
+            }
+            Ok(())
+        })
+    }
+
     /// Stores blocks (idempotent: a block is named by its content).
     pub fn put_blocks(&self, blocks: Vec<(Hash, Arc<Vec<u8>>)>) -> Result<()> {
         for chunk in blocks.chunks(PARALLEL) {
@@ -703,6 +722,65 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// One independent write, for [`Store::apply`].
+pub enum Write {
+    PutInode(Inode),
+    UpdateAttrs(Inode),
+    DeleteInode(u64),
+    PutDentry(u64, Dentry),
+    DeleteDentry(u64, Vec<u8>),
+}
+
+impl Write {
+    async fn execute(
+        &self,
+        s: &Session,
+        ps: &PreparedStatement,
+        owner: i64,
+        env: &str,
+    ) -> Result<()> {
+        let r = match self {
+            Write::PutInode(i) => s.execute_unpaged(ps, NewInodeRow::new(owner, env, i)).await,
+            Write::UpdateAttrs(i) => s.execute_unpaged(ps, attr_values(i, owner, env)).await,
+            Write::DeleteInode(ino) => s.execute_unpaged(ps, (owner, env, *ino as i64)).await,
+            Write::PutDentry(parent, d) => {
+                let v = (
+                    owner,
+                    env,
+                    *parent as i64,
+                    d.name.as_slice(),
+                    d.ino as i64,
+                    d.kind as i32,
+                );
+                s.execute_unpaged(ps, v).await
+            }
+            Write::DeleteDentry(parent, name) => {
+                s.execute_unpaged(ps, (owner, env, *parent as i64, name.as_slice()))
+                    .await
+            }
+        };
+        r.map(|_| ()).map_err(StoreError::request)
+    }
+}
+
+type AttrValues<'a> = (i32, i32, i32, i32, i64, i64, i64, i64, i64, &'a str, i64);
+
+fn attr_values<'a>(i: &Inode, owner: i64, env: &'a str) -> AttrValues<'a> {
+    (
+        i.perm as i32,
+        i.uid as i32,
+        i.gid as i32,
+        i.nlink as i32,
+        i.atime_ns,
+        i.mtime_ns,
+        i.ctime_ns,
+        i.parent as i64,
+        owner,
+        env,
+        i.ino as i64,
+    )
 }
 
 /// Lower-case hex of a hash, for messages.
