@@ -151,6 +151,21 @@ impl Cache {
             .map(|t| t.value.values().cloned().collect())
     }
 
+    /// A cached entry of any age (for serving while Cassandra is away).
+    pub fn stale_dentry(&self, parent: u64, name: &[u8]) -> Option<Option<Dentry>> {
+        if let Some(t) = self.dentries.lock().get(&(parent, name.to_vec())) {
+            return Some(t.value.clone());
+        }
+        let map = self.listings.lock();
+        map.get(&parent).map(|t| t.value.get(name).cloned())
+    }
+
+    /// A cached listing of any age (for serving while Cassandra is away).
+    pub fn stale_listing(&self, dir: u64) -> Option<Vec<Dentry>> {
+        let map = self.listings.lock();
+        map.get(&dir).map(|t| t.value.values().cloned().collect())
+    }
+
     pub fn forget_listing(&self, dir: u64) {
         self.listings.lock().remove(&dir);
     }

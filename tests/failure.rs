@@ -175,6 +175,60 @@ fn cassandra_down_gives_eio_then_recovers() {
     assert!(st.success(), "clean unmount after recovery: {st}");
 }
 
+#[test]
+fn cached_files_stay_readable_while_cassandra_is_down() {
+    let _serial = exclusive();
+    let vol = Volume::unique("stale");
+    let timeout = TIMEOUT_SECS.to_string();
+    let m = vol.mount(&[
+        "--timeout",
+        &timeout,
+        "--fcache_ttl",
+        "1",
+        "--entry_ttl",
+        "0",
+        "--negative_ttl",
+        "0",
+    ]);
+    let page = b"<?php echo 'hello';".to_vec();
+    fs::create_dir(m.join("site")).expect("mkdir");
+    fs::write(m.join("site/index.php"), &page).expect("write");
+    assert_eq!(fs::read(m.join("site/index.php")).expect("read"), page);
+    assert_eq!(fs::read_dir(m.join("site")).expect("list").count(), 1);
+
+    let _restart = RestartCassandra;
+    let r = cassandra_script(&["stop"], Duration::from_secs(120));
+    assert!(r.success(), "scripts/cassandra stop: {}", r.describe());
+    // Let every local cache entry expire: they must still be served.
+    thread::sleep(Duration::from_millis(1500));
+
+    let p = m.join("site/index.php");
+    let got = timed(LIMIT * 3, move || fs::read(&p));
+    let Some((res, took)) = got else {
+        panic!("no answer for a cached file with Cassandra down")
+    };
+    assert_eq!(
+        res.expect("a cached file is served while Cassandra is down"),
+        page
+    );
+    assert!(took <= LIMIT, "served after {took:?}");
+    let dir = m.join("site");
+    let listed = timed(LIMIT * 3, move || {
+        fs::read_dir(&dir).map(|d| d.filter_map(|e| e.ok()).count())
+    });
+    let Some((res, _)) = listed else {
+        panic!("no answer for a cached listing with Cassandra down")
+    };
+    assert_eq!(res.expect("cached listing"), 1, "never an empty listing");
+    // New work fails instead of hanging.
+    let p = m.join("site/upload.jpg");
+    assert_eio_in_time(
+        timed(LIMIT * 3, move || fs::write(&p, b"new")),
+        "a new file with Cassandra down",
+        &m,
+    );
+}
+
 fn signal_test(sig: libc::c_int, name: &str) {
     let _serial = exclusive();
     let vol = Volume::unique(name);

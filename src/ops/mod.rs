@@ -87,7 +87,56 @@ pub struct Fs {
     free_inos: Mutex<Range<u64>>,
     next_fh: AtomicU64,
     files: file::OpenFiles,
+    outage: Outage,
     dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
+}
+
+/// While Cassandra fails, reads are answered from the caches, however old,
+/// when they hold the answer: sites keep serving what they have. Only what
+/// is not cached fails (EIO); nothing is ever answered "empty" for an error.
+#[derive(Default)]
+struct Outage {
+    last_failure: Mutex<Option<std::time::Instant>>,
+}
+
+/// After a failure, cached answers are used without asking Cassandra for
+/// this long (so a site does not wait for a timeout on every request).
+const OUTAGE_SHORTCUT: Duration = Duration::from_secs(5);
+
+impl Outage {
+    /// Runs a read; when it fails, or Cassandra failed a moment ago, answers
+    /// from the cache (`stale`) if it can.
+    fn read<T>(
+        &self,
+        fetch: impl FnOnce() -> crate::store::Result<Option<T>>,
+        stale: impl Fn() -> Option<Option<T>>,
+    ) -> FsResult<Option<T>> {
+        if self.recent() {
+            if let Some(v) = stale() {
+                return Ok(v);
+            }
+        }
+        match fetch() {
+            Ok(v) => Ok(v),
+            Err(e) => {
+                *self.last_failure.lock() = Some(std::time::Instant::now());
+                match stale() {
+                    Some(v) => {
+                        log::warn!("Cassandra read failed ({e}); serving a cached answer");
+                        Ok(v)
+                    }
+                    None => Err(e.into()),
+                }
+            }
+        }
+    }
+
+    /// Whether Cassandra failed within the last few seconds.
+    fn recent(&self) -> bool {
+        self.last_failure
+            .lock()
+            .is_some_and(|t| t.elapsed() < OUTAGE_SHORTCUT)
+    }
 }
 
 pub(crate) fn now_ns() -> i64 {
@@ -128,6 +177,7 @@ impl Fs {
             free_inos: Mutex::new(0..0),
             next_fh: AtomicU64::new(1),
             files: file::OpenFiles::default(),
+            outage: Outage::default(),
             dirs: Mutex::new(HashMap::new()),
         })
     }
@@ -164,7 +214,8 @@ impl Fs {
         if let Some(i) = self.cache.inode(ino) {
             return Ok(i);
         }
-        match self.store.get_inode(ino)? {
+        let stale = || self.cache.stale_inode(ino).map(Some);
+        match self.outage.read(|| self.store.get_inode(ino), stale)? {
             Some(i) => {
                 self.cache.put_inode(&i);
                 Ok(i)
@@ -212,7 +263,10 @@ impl Fs {
         if let Some(d) = self.cache.dentry(parent, name) {
             return Ok(d);
         }
-        let d = self.store.get_dentry(parent, name)?;
+        let stale = || self.cache.stale_dentry(parent, name);
+        let d = self
+            .outage
+            .read(|| self.store.get_dentry(parent, name), stale)?;
         if d.is_none() {
             // A missing name in something that is not a directory is ENOTDIR.
             self.load_dir(parent)?;

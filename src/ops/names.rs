@@ -525,7 +525,11 @@ impl Fs {
         let (entries, cached) = match self.cache.listing(ino) {
             Some(l) => (l, true),
             None => {
-                let l = self.store.list_dir(ino)?;
+                let stale = || self.cache.stale_listing(ino).map(Some);
+                let l = self
+                    .outage
+                    .read(|| self.store.list_dir(ino).map(Some), stale)?
+                    .unwrap_or_default();
                 let by_name = l.iter().map(|d| (d.name.clone(), d.clone())).collect();
                 self.cache.put_listing(ino, by_name);
                 (l, false)
