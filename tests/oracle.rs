@@ -12,9 +12,11 @@
 //!   default: fixed seeds, plus one random seed that is printed).
 //! - `CASSFS_ORACLE_OPS=N`: operations per test (e.g. 100000 on demand).
 //! - `CASSFS_ORACLE_SHRINK_SECS=N`: time allowed for shrinking (default 150).
+//! - `CASSFS_ORACLE_UNCACHED=1`: single-mount tests mount with every cache
+//!   TTL at 0.
 //! - `CASSFS_ORACLE_SEEDS=A..B` (or a comma list), for the ignored
 //!   `oracle_sweep` test: runs every seed, prints a report per failing one,
-//!   fails at the end if any did.
+//!   fails at the end if any did (`CASSFS_ORACLE_TWO=1`: two-mount mode).
 //!
 //! Run: `cargo test --test oracle -- --nocapture`;
 //! a sweep: `CASSFS_ORACLE_SEEDS=1..20 CASSFS_ORACLE_OPS=2000 cargo test
@@ -55,6 +57,7 @@ fn config(seed: u64, ops: usize, two_mounts: bool) -> Config {
         seed: env_u64("CASSFS_ORACLE_SEED").unwrap_or(seed),
         ops: env_u64("CASSFS_ORACLE_OPS").map_or(ops, |n| n as usize),
         two_mounts,
+        uncached: env_u64("CASSFS_ORACLE_UNCACHED").unwrap_or(0) != 0,
         check_every: 50,
         shrink_time: Duration::from_secs(env_u64("CASSFS_ORACLE_SHRINK_SECS").unwrap_or(150)),
     }

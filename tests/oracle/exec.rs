@@ -798,3 +798,34 @@ pub fn diff_trees(fs: &Tree, oracle: &Tree) -> Vec<(String, String, String, Stri
     }
     out
 }
+
+/// Every path under `root` (not the root) with its type, without reading
+/// anything else: what the generator picks existing paths from.
+pub fn list_tree(root: &Path) -> Vec<(String, &'static str)> {
+    fn go(root: &Path, rel: &str, out: &mut Vec<(String, &'static str)>) {
+        let abs = if rel.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(rel)
+        };
+        let Ok(names) = list_dir(&abs) else { return };
+        for n in names {
+            let child = if rel.is_empty() {
+                n
+            } else {
+                format!("{rel}/{n}")
+            };
+            let Ok(st) = stat_path(&cpath(&root.join(&child)), false) else {
+                continue;
+            };
+            let kind = kind_name(st.st_mode);
+            out.push((child.clone(), kind));
+            if kind == "dir" {
+                go(root, &child, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(root, "", &mut out);
+    out
+}

@@ -22,6 +22,8 @@ pub const SKIP_LINK: bool = false;
 pub const SKIP_UNLINK_OPEN: bool = false;
 /// O_RDONLY|O_TRUNC: Linux truncates (and requires write permission).
 pub const SKIP_RDONLY_TRUNC: bool = true;
+/// rmdir while fds are open (fstat of an open, removed directory).
+pub const SKIP_RMDIR_WHILE_OPEN: bool = true;
 
 /// Names used at every level: few, so that operations collide often.
 const NAMES: [&str; 9] = ["a", "b", "c", "d", "e", "d0", "d1", "d2", "l"];
@@ -383,6 +385,8 @@ impl fmt::Display for Step {
 /// for each fd slot, the size of the open file (None: slot empty).
 pub struct View {
     pub slot_sizes: [Option<u64>; SLOTS],
+    /// What exists in the oracle tree: (path, "file" | "dir" | "symlink").
+    pub entries: Vec<(String, &'static str)>,
 }
 
 fn pick<'a>(rng: &mut StdRng, xs: &[&'a str]) -> &'a str {
@@ -390,7 +394,10 @@ fn pick<'a>(rng: &mut StdRng, xs: &[&'a str]) -> &'a str {
 }
 
 /// A path of depth 1 to 3 over the small name space.
-fn path(rng: &mut StdRng) -> String {
+fn path(rng: &mut StdRng, view: &View) -> String {
+    if !view.entries.is_empty() && rng.gen_bool(0.4) {
+        return view.entries[rng.gen_range(0..view.entries.len())].0.clone();
+    }
     let name = pick(rng, &NAMES);
     match rng.gen_range(0..10) {
         0..=4 => name.to_string(),
@@ -400,9 +407,18 @@ fn path(rng: &mut StdRng) -> String {
 }
 
 /// A path whose last component is usually a directory name.
-fn dir_path(rng: &mut StdRng) -> String {
+fn dir_path(rng: &mut StdRng, view: &View) -> String {
     if rng.gen_bool(0.25) {
-        return path(rng);
+        return path(rng, view);
+    }
+    let dirs: Vec<&String> = view
+        .entries
+        .iter()
+        .filter(|(_, k)| *k == "dir")
+        .map(|(p, _)| p)
+        .collect();
+    if !dirs.is_empty() && rng.gen_bool(0.4) {
+        return dirs[rng.gen_range(0..dirs.len())].clone();
     }
     let name = pick(rng, &DIRS);
     match rng.gen_range(0..10) {
@@ -470,22 +486,22 @@ fn xattr_name(rng: &mut StdRng) -> String {
 }
 
 /// Ops common to both modes (path-based).
-fn path_op(rng: &mut StdRng, two_mounts: bool) -> Op {
+fn path_op(rng: &mut StdRng, view: &View, two_mounts: bool) -> Op {
     loop {
         let op = match rng.gen_range(0..100) {
             0..=4 => Op::Truncate {
-                path: path(rng),
+                path: path(rng, view),
                 len: trunc_len(rng, 5000),
             },
             5..=14 => Op::Stat {
-                path: path(rng),
+                path: path(rng, view),
                 follow: rng.gen_bool(0.3),
             },
             15..=32 => {
                 let (from, to) = if rng.gen_bool(0.3) {
-                    (dir_path(rng), dir_path(rng))
+                    (dir_path(rng, view), dir_path(rng, view))
                 } else {
-                    (path(rng), path(rng))
+                    (path(rng, view), path(rng, view))
                 };
                 Op::Rename {
                     from,
@@ -494,34 +510,38 @@ fn path_op(rng: &mut StdRng, two_mounts: bool) -> Op {
                 }
             }
             33..=38 => Op::Link {
-                from: path(rng),
-                to: path(rng),
+                from: path(rng, view),
+                to: path(rng, view),
             },
-            39..=48 => Op::Unlink { path: path(rng) },
+            39..=48 => Op::Unlink {
+                path: path(rng, view),
+            },
             49..=57 => Op::Mkdir {
-                path: dir_path(rng),
+                path: dir_path(rng, view),
                 mode: if rng.gen_bool(0.8) { 0o755 } else { mode(rng) },
             },
             58..=62 => Op::Rmdir {
-                path: dir_path(rng),
+                path: dir_path(rng, view),
             },
             63..=67 => Op::Symlink {
                 target: pick(rng, &TARGETS).to_string(),
-                path: path(rng),
+                path: path(rng, view),
             },
-            68..=70 => Op::Readlink { path: path(rng) },
+            68..=70 => Op::Readlink {
+                path: path(rng, view),
+            },
             71..=74 => Op::Chmod {
-                path: path(rng),
+                path: path(rng, view),
                 mode: mode(rng),
             },
             75..=78 => Op::Utimens {
-                path: path(rng),
+                path: path(rng, view),
                 sec: rng.gen_range(0..2_000_000_000),
                 nsec: rng.gen_range(0..1_000_000_000),
                 follow: rng.gen_bool(0.7),
             },
             79..=86 => Op::SetXattr {
-                path: path(rng),
+                path: path(rng, view),
                 name: xattr_name(rng),
                 len: rng.gen_range(0..120),
                 seed: rng.gen(),
@@ -532,18 +552,18 @@ fn path_op(rng: &mut StdRng, two_mounts: bool) -> Op {
                 },
             },
             87..=91 => Op::GetXattr {
-                path: path(rng),
+                path: path(rng, view),
                 name: xattr_name(rng),
             },
             92..=94 => Op::RemoveXattr {
-                path: path(rng),
+                path: path(rng, view),
                 name: xattr_name(rng),
             },
             _ => Op::ListDir {
                 path: if rng.gen_bool(0.3) {
                     String::new()
                 } else {
-                    dir_path(rng)
+                    dir_path(rng, view)
                 },
             },
         };
@@ -579,7 +599,7 @@ pub fn next_single(rng: &mut StdRng, view: &View) -> Op {
         };
         return Op::Open {
             slot,
-            path: path(rng),
+            path: path(rng, view),
             acc,
             creat: rng.gen_bool(0.6),
             excl: rng.gen_bool(0.1),
@@ -627,7 +647,10 @@ pub fn next_single(rng: &mut StdRng, view: &View) -> Op {
             _ => Op::Fstat { slot },
         };
     }
-    let op = path_op(rng, false);
+    let op = path_op(rng, view, false);
+    if SKIP_RMDIR_WHILE_OPEN && !open.is_empty() && matches!(op, Op::Rmdir { .. }) {
+        return Op::Close { slot: open[0] };
+    }
     if SKIP_UNLINK_OPEN && !open.is_empty() && matches!(op, Op::Unlink { .. }) {
         return Op::Close { slot: open[0] };
     }
@@ -636,10 +659,10 @@ pub fn next_single(rng: &mut StdRng, view: &View) -> Op {
 
 /// The next operation in two-mount mode: only whole-file data operations,
 /// so that all data is committed when the other mount looks.
-pub fn next_two(rng: &mut StdRng) -> Op {
+pub fn next_two(rng: &mut StdRng, view: &View) -> Op {
     match rng.gen_range(0..100) {
         0..=24 => Op::WriteFile {
-            path: path(rng),
+            path: path(rng, view),
             creat: rng.gen_bool(0.8),
             excl: rng.gen_bool(0.1),
             trunc: rng.gen_bool(0.2),
@@ -653,7 +676,7 @@ pub fn next_two(rng: &mut StdRng) -> Op {
             seed: rng.gen(),
         },
         25..=39 => Op::ReadFile {
-            path: path(rng),
+            path: path(rng, view),
             off: if rng.gen_bool(0.8) {
                 rng.gen_range(0..8000)
             } else {
@@ -661,6 +684,6 @@ pub fn next_two(rng: &mut StdRng) -> Op {
             },
             len: read_len(rng),
         },
-        _ => path_op(rng, true),
+        _ => path_op(rng, view, true),
     }
 }

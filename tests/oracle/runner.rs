@@ -8,7 +8,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 
 use crate::common::{Mount, Volume};
-use crate::exec::{diff_trees, snapshot, Out, Side};
+use crate::exec::{diff_trees, list_tree, snapshot, Out, Side};
 use crate::ops::{next_single, next_two, Op, Step, View};
 
 /// What a run is.
@@ -19,6 +19,8 @@ pub struct Config {
     pub ops: usize,
     /// Two mounts of one volume, whole-file data operations only.
     pub two_mounts: bool,
+    /// Mount with every cache TTL at 0 (always so with two mounts).
+    pub uncached: bool,
     /// A whole-tree comparison every this many operations.
     pub check_every: usize,
     /// Time allowed for shrinking a failure.
@@ -38,6 +40,8 @@ pub struct Mismatch {
 
 /// The mounts and the oracle directory of one run.
 pub struct World {
+    /// Per operation kind: (successes, failures) on the oracle side.
+    pub stats: std::collections::BTreeMap<&'static str, (usize, usize)>,
     // Sides before mounts: their fds are closed before unmounting.
     fs: Vec<Side>,
     oracle: Side,
@@ -46,10 +50,12 @@ pub struct World {
 }
 
 impl World {
-    pub fn new(two_mounts: bool) -> World {
+    pub fn new(cfg: &Config) -> World {
         let vol = Volume::unique("oracle");
-        let mounts: Vec<Mount> = if two_mounts {
+        let mounts: Vec<Mount> = if cfg.two_mounts {
             vec![vol.mount_uncached(&[]), vol.mount_uncached(&[])]
+        } else if cfg.uncached {
+            vec![vol.mount_uncached(&[])]
         } else {
             vec![vol.mount(&[])]
         };
@@ -58,6 +64,7 @@ impl World {
             .tempdir()
             .expect("create the oracle directory");
         World {
+            stats: Default::default(),
             fs: mounts.iter().map(|m| Side::new(m.path())).collect(),
             oracle: Side::new(dir.path()),
             _mounts: mounts,
@@ -68,6 +75,7 @@ impl World {
     fn view(&self) -> View {
         View {
             slot_sizes: self.oracle.slot_sizes(),
+            entries: list_tree(&self.oracle.root),
         }
     }
 
@@ -101,6 +109,12 @@ impl World {
         }
         let a = self.fs[step.mount].apply(&step.op);
         let b = self.oracle.apply(&step.op);
+        let e = self.stats.entry(step.op.kind()).or_default();
+        if matches!(b, Out::Err(_) | Out::NoFd) {
+            e.1 += 1;
+        } else {
+            e.0 += 1;
+        }
         if a == b {
             return Ok(());
         }
@@ -139,8 +153,8 @@ impl World {
 }
 
 /// Replays `steps` on a fresh volume and oracle: the first mismatch.
-pub fn replay(steps: &[Step], two_mounts: bool) -> Option<Mismatch> {
-    let mut w = World::new(two_mounts);
+pub fn replay(steps: &[Step], cfg: &Config) -> Option<Mismatch> {
+    let mut w = World::new(cfg);
     for (i, s) in steps.iter().enumerate() {
         if let Err(m) = w.exec(i, s) {
             return Some(m);
@@ -153,7 +167,7 @@ pub fn replay(steps: &[Step], two_mounts: bool) -> Option<Mismatch> {
 /// mismatch, if any.
 pub fn generate_and_run(cfg: &Config) -> (Vec<Step>, Option<Mismatch>) {
     let mut rng = StdRng::seed_from_u64(cfg.seed);
-    let mut w = World::new(cfg.two_mounts);
+    let mut w = World::new(cfg);
     let mut steps = Vec::new();
     let mounts = if cfg.two_mounts { 2 } else { 1 };
     for n in 0..cfg.ops {
@@ -167,7 +181,7 @@ pub fn generate_and_run(cfg: &Config) -> (Vec<Step>, Option<Mismatch>) {
             }
         }
         let op = if cfg.two_mounts {
-            next_two(&mut rng)
+            next_two(&mut rng, &w.view())
         } else {
             next_single(&mut rng, &w.view())
         };
@@ -178,18 +192,23 @@ pub fn generate_and_run(cfg: &Config) -> (Vec<Step>, Option<Mismatch>) {
         }
     }
     let res = w.finish(steps.len()).err();
+    let summary: Vec<String> = w
+        .stats
+        .iter()
+        .map(|(k, (ok, err))| format!("{k} {ok}/{}", ok + err))
+        .collect();
+    eprintln!(
+        "oracle: seed {}: succeeded/run per kind: {}",
+        cfg.seed,
+        summary.join(", ")
+    );
     (steps, res)
 }
 
 /// Delta debugging: removes chunks of steps while the replay still fails
-/// with the same signature, within `limit`. Returns the shortest failing
+/// with the same signature, within `cfg.shrink_time`. Returns the shortest failing
 /// list found and its mismatch.
-pub fn shrink(
-    steps: &[Step],
-    first: &Mismatch,
-    two_mounts: bool,
-    limit: Duration,
-) -> (Vec<Step>, Mismatch, usize) {
+pub fn shrink(steps: &[Step], first: &Mismatch, cfg: &Config) -> (Vec<Step>, Mismatch, usize) {
     let start = Instant::now();
     let mut cur: Vec<Step> = steps[..first.index.min(steps.len())]
         .iter()
@@ -199,7 +218,7 @@ pub fn shrink(
     let mut best = first.clone();
     let mut replays = 0;
     // Does the failure reproduce at all from a fresh start?
-    match replay(&cur, two_mounts) {
+    match replay(&cur, cfg) {
         Some(m) if m.sig == first.sig => {
             cur.truncate((m.index + 1).min(cur.len()));
             best = m;
@@ -211,13 +230,13 @@ pub fn shrink(
         let mut removed = false;
         let mut i = 0;
         while i < cur.len() {
-            if start.elapsed() > limit {
+            if start.elapsed() > cfg.shrink_time {
                 return (cur, best, replays);
             }
             let end = (i + chunk).min(cur.len());
             let cand: Vec<Step> = cur[..i].iter().chain(&cur[end..]).cloned().collect();
             replays += 1;
-            match replay(&cand, two_mounts) {
+            match replay(&cand, cfg) {
                 Some(m) if m.sig == first.sig => {
                     cur = cand;
                     cur.truncate((m.index + 1).min(cur.len()));
@@ -239,7 +258,7 @@ pub fn shrink(
 /// A full report of a failure: seed, the mismatch, the shrunk steps.
 pub fn report(cfg: &Config, steps: &[Step], m: &Mismatch) -> String {
     let t0 = Instant::now();
-    let (small, sm, replays) = shrink(steps, m, cfg.two_mounts, cfg.shrink_time);
+    let (small, sm, replays) = shrink(steps, m, cfg);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -248,6 +267,8 @@ pub fn report(cfg: &Config, steps: &[Step], m: &Mismatch) -> String {
         cfg.ops,
         if cfg.two_mounts {
             "two mounts"
+        } else if cfg.uncached {
+            "one mount, caches off"
         } else {
             "one mount"
         },
