@@ -65,24 +65,32 @@ fn config(seed: u64, ops: usize, two_mounts: bool) -> Config {
 
 #[test]
 fn oracle_fixed_seed_1() {
-    run(&config(1, 800, false));
+    run(&config(1, 3000, false));
 }
 
 #[test]
 fn oracle_fixed_seed_2() {
-    run(&config(2, 800, false));
+    run(&config(2, 3000, false));
 }
 
 #[test]
 fn oracle_random_seed() {
     let seed = common::unique_seed() % 1_000_000_000;
     eprintln!("oracle_random_seed: seed {seed} (rerun with CASSFS_ORACLE_SEED={seed})");
-    run(&config(seed, 800, false));
+    run(&config(seed, 3000, false));
+}
+
+/// One mount with every cache TTL at 0 (other code paths than cached).
+#[test]
+fn oracle_uncached() {
+    let mut cfg = config(4, 1000, false);
+    cfg.uncached = true;
+    run(&cfg);
 }
 
 #[test]
 fn oracle_two_mounts() {
-    run(&config(3, 600, true));
+    run(&config(3, 1000, true));
 }
 
 fn sweep_seeds() -> Vec<u64> {

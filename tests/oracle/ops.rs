@@ -14,15 +14,16 @@ use rand::Rng;
 /// the oracle).
 pub const SLOTS: usize = 6;
 
-/// Temporarily switch off operation kinds while a CassFS bug in them is
-/// open, so that the rest can be explored. All `false` in the committed
-/// test: everything is exercised.
-pub const SKIP_RENAME_EXCHANGE: bool = false;
-pub const SKIP_LINK: bool = false;
-pub const SKIP_UNLINK_OPEN: bool = false;
-/// O_RDONLY|O_TRUNC: Linux truncates (and requires write permission).
+/// Operation kinds switched off while a CassFS bug in them is open, so
+/// that the rest can be explored. Set both to `false` once the bugs are
+/// fixed: the test then exercises everything.
+///
+/// CassFS bug: open(O_RDONLY|O_TRUNC) does not truncate (src/ops/file.rs
+/// only truncates when the file is opened for writing); Linux file systems
+/// truncate (the VFS asks for write permission for O_TRUNC).
 pub const SKIP_RDONLY_TRUNC: bool = true;
-/// rmdir while fds are open (fstat of an open, removed directory).
+/// CassFS bug: after rmdir of a directory that is still open, fstat on the
+/// open fd fails with ENOENT (Linux: succeeds, nlink 0).
 pub const SKIP_RMDIR_WHILE_OPEN: bool = true;
 
 /// Names used at every level: few, so that operations collide often.
@@ -476,7 +477,6 @@ fn rename_flags(rng: &mut StdRng) -> u32 {
     match rng.gen_range(0..10) {
         0..=6 => 0,
         7..=8 => libc::RENAME_NOREPLACE,
-        _ if SKIP_RENAME_EXCHANGE => 0,
         _ => libc::RENAME_EXCHANGE,
     }
 }
@@ -485,93 +485,86 @@ fn xattr_name(rng: &mut StdRng) -> String {
     pick(rng, &XATTRS).to_string()
 }
 
-/// Ops common to both modes (path-based).
-fn path_op(rng: &mut StdRng, view: &View, two_mounts: bool) -> Op {
-    loop {
-        let op = match rng.gen_range(0..100) {
-            0..=4 => Op::Truncate {
-                path: path(rng, view),
-                len: trunc_len(rng, 5000),
-            },
-            5..=14 => Op::Stat {
-                path: path(rng, view),
-                follow: rng.gen_bool(0.3),
-            },
-            15..=32 => {
-                let (from, to) = if rng.gen_bool(0.3) {
-                    (dir_path(rng, view), dir_path(rng, view))
-                } else {
-                    (path(rng, view), path(rng, view))
-                };
-                Op::Rename {
-                    from,
-                    to,
-                    flags: rename_flags(rng),
-                }
+/// Path-based operations (both modes).
+fn path_op(rng: &mut StdRng, view: &View) -> Op {
+    match rng.gen_range(0..100) {
+        0..=4 => Op::Truncate {
+            path: path(rng, view),
+            len: trunc_len(rng, 5000),
+        },
+        5..=14 => Op::Stat {
+            path: path(rng, view),
+            follow: rng.gen_bool(0.3),
+        },
+        15..=32 => {
+            let (from, to) = if rng.gen_bool(0.3) {
+                (dir_path(rng, view), dir_path(rng, view))
+            } else {
+                (path(rng, view), path(rng, view))
+            };
+            Op::Rename {
+                from,
+                to,
+                flags: rename_flags(rng),
             }
-            33..=38 => Op::Link {
-                from: path(rng, view),
-                to: path(rng, view),
-            },
-            39..=48 => Op::Unlink {
-                path: path(rng, view),
-            },
-            49..=57 => Op::Mkdir {
-                path: dir_path(rng, view),
-                mode: if rng.gen_bool(0.8) { 0o755 } else { mode(rng) },
-            },
-            58..=62 => Op::Rmdir {
-                path: dir_path(rng, view),
-            },
-            63..=67 => Op::Symlink {
-                target: pick(rng, &TARGETS).to_string(),
-                path: path(rng, view),
-            },
-            68..=70 => Op::Readlink {
-                path: path(rng, view),
-            },
-            71..=74 => Op::Chmod {
-                path: path(rng, view),
-                mode: mode(rng),
-            },
-            75..=78 => Op::Utimens {
-                path: path(rng, view),
-                sec: rng.gen_range(0..2_000_000_000),
-                nsec: rng.gen_range(0..1_000_000_000),
-                follow: rng.gen_bool(0.7),
-            },
-            79..=86 => Op::SetXattr {
-                path: path(rng, view),
-                name: xattr_name(rng),
-                len: rng.gen_range(0..120),
-                seed: rng.gen(),
-                flags: match rng.gen_range(0..4) {
-                    0 => libc::XATTR_CREATE,
-                    1 => libc::XATTR_REPLACE,
-                    _ => 0,
-                },
-            },
-            87..=91 => Op::GetXattr {
-                path: path(rng, view),
-                name: xattr_name(rng),
-            },
-            92..=94 => Op::RemoveXattr {
-                path: path(rng, view),
-                name: xattr_name(rng),
-            },
-            _ => Op::ListDir {
-                path: if rng.gen_bool(0.3) {
-                    String::new()
-                } else {
-                    dir_path(rng, view)
-                },
-            },
-        };
-        if SKIP_LINK && matches!(op, Op::Link { .. }) {
-            continue;
         }
-        let _ = two_mounts;
-        return op;
+        33..=38 => Op::Link {
+            from: path(rng, view),
+            to: path(rng, view),
+        },
+        39..=48 => Op::Unlink {
+            path: path(rng, view),
+        },
+        49..=57 => Op::Mkdir {
+            path: dir_path(rng, view),
+            mode: if rng.gen_bool(0.8) { 0o755 } else { mode(rng) },
+        },
+        58..=62 => Op::Rmdir {
+            path: dir_path(rng, view),
+        },
+        63..=67 => Op::Symlink {
+            target: pick(rng, &TARGETS).to_string(),
+            path: path(rng, view),
+        },
+        68..=70 => Op::Readlink {
+            path: path(rng, view),
+        },
+        71..=74 => Op::Chmod {
+            path: path(rng, view),
+            mode: mode(rng),
+        },
+        75..=78 => Op::Utimens {
+            path: path(rng, view),
+            sec: rng.gen_range(0..1_400_000_000),
+            nsec: rng.gen_range(0..1_000_000_000),
+            follow: rng.gen_bool(0.7),
+        },
+        79..=86 => Op::SetXattr {
+            path: path(rng, view),
+            name: xattr_name(rng),
+            len: rng.gen_range(0..120),
+            seed: rng.gen(),
+            flags: match rng.gen_range(0..4) {
+                0 => libc::XATTR_CREATE,
+                1 => libc::XATTR_REPLACE,
+                _ => 0,
+            },
+        },
+        87..=91 => Op::GetXattr {
+            path: path(rng, view),
+            name: xattr_name(rng),
+        },
+        92..=94 => Op::RemoveXattr {
+            path: path(rng, view),
+            name: xattr_name(rng),
+        },
+        _ => Op::ListDir {
+            path: if rng.gen_bool(0.3) {
+                String::new()
+            } else {
+                dir_path(rng, view)
+            },
+        },
     }
 }
 
@@ -647,11 +640,8 @@ pub fn next_single(rng: &mut StdRng, view: &View) -> Op {
             _ => Op::Fstat { slot },
         };
     }
-    let op = path_op(rng, view, false);
+    let op = path_op(rng, view);
     if SKIP_RMDIR_WHILE_OPEN && !open.is_empty() && matches!(op, Op::Rmdir { .. }) {
-        return Op::Close { slot: open[0] };
-    }
-    if SKIP_UNLINK_OPEN && !open.is_empty() && matches!(op, Op::Unlink { .. }) {
         return Op::Close { slot: open[0] };
     }
     op
@@ -684,6 +674,6 @@ pub fn next_two(rng: &mut StdRng, view: &View) -> Op {
             },
             len: read_len(rng),
         },
-        _ => path_op(rng, view, true),
+        _ => path_op(rng, view),
     }
 }

@@ -107,8 +107,9 @@ impl World {
         if let Op::CheckTree = step.op {
             return self.check_tree(step.mount, index);
         }
-        let a = self.fs[step.mount].apply(&step.op);
+        let mut a = self.fs[step.mount].apply(&step.op);
         let b = self.oracle.apply(&step.op);
+        a.normalize(&b);
         let e = self.stats.entry(step.op.kind()).or_default();
         if matches!(b, Out::Err(_) | Out::NoFd) {
             e.1 += 1;
