@@ -387,7 +387,7 @@ impl Filesystem for CassFuse {
                 if keep {
                     f |= FopenFlags::FOPEN_KEEP_CACHE;
                 }
-                if !flags.write {
+                if !flags.write && !flags.truncate {
                     // Nothing to commit at close: spare the kernel a FLUSH.
                     f |= FopenFlags::FOPEN_NOFLUSH;
                 }

@@ -321,6 +321,20 @@ fn chmod_chown_utimens_and_times() {
 // ---------------------------------------------------------------------------
 
 #[test]
+fn removed_directory_stays_fstat_able_while_open() {
+    let m = mount("rmdir_open");
+    let d = m.join("gone");
+    fs::create_dir(&d).expect("mkdir");
+    let f = File::open(&d).expect("open the directory");
+    fs::remove_dir(&d).expect("rmdir");
+    let st = f.metadata().expect("fstat of the removed directory");
+    assert!(st.is_dir());
+    assert_eq!(st.nlink(), 0, "a removed directory has no links");
+    let err = File::create(d.join("x")).expect_err("create in a removed directory");
+    assert_eq!(err.raw_os_error(), Some(libc::ENOENT));
+}
+
+#[test]
 fn mkdir_rmdir_and_errors() {
     let m = mount("dirs");
     let d = m.join("d");

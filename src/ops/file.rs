@@ -157,7 +157,7 @@ impl Fs {
             Kind::File => {}
             _ => return Err(FsError::NotSupported),
         }
-        if flags.write {
+        if flags.write || flags.truncate {
             self.writable()?;
         }
         let version = i.version;
@@ -193,7 +193,7 @@ impl Fs {
         };
         let mut st = st.lock();
         st.opens += 1;
-        if flags.truncate && flags.write {
+        if flags.truncate {
             self.truncate_state(&mut st, 0)?;
         }
         let fh = self.new_fh();

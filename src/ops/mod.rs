@@ -232,6 +232,9 @@ impl Fs {
         if i.kind != Kind::Dir {
             return Err(FsError::NotDir);
         }
+        if i.nlink == 0 {
+            return Err(FsError::NotFound); // removed, still open somewhere
+        }
         Ok(i)
     }
 

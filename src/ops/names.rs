@@ -351,10 +351,23 @@ impl Fs {
             Write::UpdateAttrs(p.clone()),
         ])?;
         self.cache.set_dentry(parent, name, None);
-        self.cache.forget_inode(d.ino);
-        self.cache.forget_listing(d.ino);
+        self.dir_removed(d.ino, now);
         self.cache.put_inode(&p);
         Ok(())
+    }
+
+    /// Forgets a removed directory; an open descriptor of it can still
+    /// fstat it (with no links) while the cache keeps its attributes.
+    fn dir_removed(&self, ino: u64, now: i64) {
+        self.cache.forget_listing(ino);
+        match self.cache.stale_inode(ino) {
+            Some(mut gone) => {
+                gone.nlink = 0;
+                gone.ctime_ns = now;
+                self.cache.put_inode(&gone);
+            }
+            None => self.cache.forget_inode(ino),
+        }
     }
 
     /// Fails with EINVAL when `dir` is `ancestor` or below it.
@@ -435,7 +448,7 @@ impl Fs {
         if let Some(dst) = dst {
             if dst.kind == Kind::Dir {
                 self.store.delete_inode(dst.ino)?;
-                self.cache.forget_inode(dst.ino);
+                self.dir_removed(dst.ino, now);
                 dirs_delta -= 1;
             } else {
                 self.drop_link(dst.ino)?;

@@ -14,18 +14,6 @@ use rand::Rng;
 /// the oracle).
 pub const SLOTS: usize = 6;
 
-/// Operation kinds switched off while a CassFS bug in them is open, so
-/// that the rest can be explored. Set both to `false` once the bugs are
-/// fixed: the test then exercises everything.
-///
-/// CassFS bug: open(O_RDONLY|O_TRUNC) does not truncate (src/ops/file.rs
-/// only truncates when the file is opened for writing); Linux file systems
-/// truncate (the VFS asks for write permission for O_TRUNC).
-pub const SKIP_RDONLY_TRUNC: bool = true;
-/// CassFS bug: after rmdir of a directory that is still open, fstat on the
-/// open fd fails with ENOENT (Linux: succeeds, nlink 0).
-pub const SKIP_RMDIR_WHILE_OPEN: bool = true;
-
 /// Names used at every level: few, so that operations collide often.
 const NAMES: [&str; 9] = ["a", "b", "c", "d", "e", "d0", "d1", "d2", "l"];
 /// The names directories are usually made with.
@@ -596,7 +584,7 @@ pub fn next_single(rng: &mut StdRng, view: &View) -> Op {
             acc,
             creat: rng.gen_bool(0.6),
             excl: rng.gen_bool(0.1),
-            trunc: rng.gen_bool(0.15) && !(SKIP_RDONLY_TRUNC && acc == Acc::R),
+            trunc: rng.gen_bool(0.15),
             append: rng.gen_bool(0.15),
             mode: mode(rng),
         };
@@ -640,11 +628,7 @@ pub fn next_single(rng: &mut StdRng, view: &View) -> Op {
             _ => Op::Fstat { slot },
         };
     }
-    let op = path_op(rng, view);
-    if SKIP_RMDIR_WHILE_OPEN && !open.is_empty() && matches!(op, Op::Rmdir { .. }) {
-        return Op::Close { slot: open[0] };
-    }
-    op
+    path_op(rng, view)
 }
 
 /// The next operation in two-mount mode: only whole-file data operations,
