@@ -241,8 +241,14 @@ impl Fs {
 
     pub fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
         self.writable()?;
+        check_name(name)?;
         let mut p = self.load_dir(parent)?;
-        let d = self.current_entry(parent, name)?;
+        // The entry and its inode as Cassandra has them now (one round trip
+        // when the cached entry still names the same inode).
+        let guess = self.cache.dentry(parent, name).flatten().map(|d| d.ino);
+        let (d, inode) = self.store.get_dentry_and_inode(parent, name, guess)?;
+        self.cache.put_dentry(parent, name, d.clone());
+        let d = d.ok_or(FsError::NotFound)?;
         if d.kind == Kind::Dir {
             return Err(FsError::IsDir);
         }
@@ -253,7 +259,7 @@ impl Fs {
             Write::DeleteDentry(parent, name.to_vec()),
             Write::UpdateAttrs(p.clone()),
         ];
-        let gone = self.link_gone(d.ino, &mut writes)?;
+        let gone = self.link_gone(inode, &mut writes);
         self.store.apply(writes)?;
         self.cache.set_dentry(parent, name, None);
         self.cache.put_inode(&p);
@@ -263,18 +269,18 @@ impl Fs {
     /// One name of a non-directory goes: adds the write that counts it
     /// down, or deletes the inode with its last name (unless it is open
     /// here: then at its last close).
-    fn link_gone(&self, ino: u64, writes: &mut Vec<Write>) -> FsResult<LinkGone> {
-        let Some(mut i) = self.store.get_inode(ino)? else {
-            return Ok(LinkGone::Missing);
+    fn link_gone(&self, inode: Option<Inode>, writes: &mut Vec<Write>) -> LinkGone {
+        let Some(mut i) = inode else {
+            return LinkGone::Missing;
         };
         i.nlink = i.nlink.saturating_sub(1);
         i.ctime_ns = now_ns();
-        if i.nlink > 0 || self.files.is_open(ino) {
+        if i.nlink > 0 || self.files.is_open(i.ino) {
             writes.push(Write::UpdateAttrs(i.clone()));
-            return Ok(LinkGone::Kept(i));
+            return LinkGone::Kept(i);
         }
-        writes.push(Write::DeleteInode(ino));
-        Ok(LinkGone::Deleted(i))
+        writes.push(Write::DeleteInode(i.ino));
+        LinkGone::Deleted(i)
     }
 
     /// After the writes of [`Fs::link_gone`] were applied.
@@ -313,7 +319,7 @@ impl Fs {
     /// One name of a non-directory is gone (rename over it).
     fn drop_link(&self, ino: u64) -> FsResult<()> {
         let mut writes = Vec::new();
-        let gone = self.link_gone(ino, &mut writes)?;
+        let gone = self.link_gone(self.store.get_inode(ino)?, &mut writes);
         self.store.apply(writes)?;
         self.link_dropped(gone)
     }

@@ -379,18 +379,8 @@ impl Store {
 
     pub fn get_inode(&self, ino: u64) -> Result<Option<Inode>> {
         let s = self.conn.session();
-        let ps = &self.st.get_inode;
-        let key = (self.owner, self.env.as_str(), ino as i64);
-        let row = self.conn.run(1, async move {
-            let res = s
-                .execute_unpaged(ps, key)
-                .await
-                .map_err(StoreError::request)?;
-            let rows = res.into_rows_result().map_err(StoreError::request)?;
-            rows.maybe_first_row::<InodeRow>()
-                .map_err(StoreError::request)
-        })?;
-        row.map(|r| r.into_inode(ino)).transpose()
+        let (ps, env) = (&self.st.get_inode, self.env.as_str());
+        self.conn.run(1, fetch_inode(&s, ps, self.owner, env, ino))
     }
 
     /// Reads many inodes at once (missing ones are `None`), in order.
@@ -407,21 +397,13 @@ impl Store {
                 for (i, ino) in chunk.iter().enumerate() {
                     let (s, ps, env, ino) = (s.clone(), ps.clone(), env.clone(), *ino);
                     set.spawn(async move {
-                        let res = s
-                            .execute_unpaged(&ps, (owner, env.as_str(), ino as i64))
-                            .await
-                            .map_err(StoreError::request)?;
-                        let rows = res.into_rows_result().map_err(StoreError::request)?;
-                        let row = rows
-                            .maybe_first_row::<InodeRow>()
-                            .map_err(StoreError::request)?;
-                        Ok::<_, StoreError>((i, ino, row))
+                        fetch_inode(&s, &ps, owner, &env, ino).await.map(|r| (i, r))
                     });
                 }
                 let mut got = vec![None; chunk.len()];
                 while let Some(r) = set.join_next().await {
-                    let (i, ino, row) = r.map_err(StoreError::request)??;
-                    got[i] = row.map(|r| r.into_inode(ino)).transpose()?;
+                    let (i, inode) = r.map_err(StoreError::request)??;
+                    got[i] = inode;
                 }
                 Ok(got)
             })?;
@@ -484,19 +466,42 @@ impl Store {
     }
 
     pub fn get_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<Dentry>> {
-        let v = (self.owner, &self.env, parent as i64, name);
-        let rows = self.exec(&self.st.get_dentry, v)?;
-        let Some(row) = rows.into_iter().next() else {
-            return Ok(None);
+        let s = self.conn.session();
+        let (ps, env) = (&self.st.get_dentry, self.env.as_str());
+        self.conn
+            .run(1, fetch_dentry(&s, ps, self.owner, env, parent, name))
+    }
+
+    /// An entry and its inode. With a `guess` of the inode number (from a
+    /// cache) both are read at once: one round trip when the guess is right.
+    pub fn get_dentry_and_inode(
+        &self,
+        parent: u64,
+        name: &[u8],
+        guess: Option<u64>,
+    ) -> Result<(Option<Dentry>, Option<Inode>)> {
+        let Some(guess) = guess else {
+            let d = self.get_dentry(parent, name)?;
+            let i = match &d {
+                Some(d) => self.get_inode(d.ino)?,
+                None => None,
+            };
+            return Ok((d, i));
         };
-        match (row.columns.first(), row.columns.get(1)) {
-            (Some(Some(CqlValue::BigInt(ino))), Some(Some(CqlValue::Int(kind)))) => {
-                dentry_from_row((name.to_vec(), *ino, *kind)).map(Some)
-            }
-            _ => Err(StoreError::Corrupt {
-                table: "dentries",
-                reason: format!("entry {:?} has no ino/kind", String::from_utf8_lossy(name)),
-            }),
+        let s = self.conn.session();
+        let (pd, pi, env) = (&self.st.get_dentry, &self.st.get_inode, self.env.as_str());
+        let owner = self.owner;
+        let (d, i) = self.conn.run(2, async {
+            let (d, i) = tokio::join!(
+                fetch_dentry(&s, pd, owner, env, parent, name),
+                fetch_inode(&s, pi, owner, env, guess)
+            );
+            Ok((d?, i?))
+        })?;
+        match &d {
+            Some(d) if d.ino != guess => Ok((Some(d.clone()), self.get_inode(d.ino)?)),
+            Some(_) => Ok((d, i)),
+            None => Ok((None, None)),
         }
     }
 
@@ -722,6 +727,44 @@ impl Store {
         }
         Ok(())
     }
+}
+
+async fn fetch_inode(
+    s: &Session,
+    ps: &PreparedStatement,
+    owner: i64,
+    env: &str,
+    ino: u64,
+) -> Result<Option<Inode>> {
+    let res = s
+        .execute_unpaged(ps, (owner, env, ino as i64))
+        .await
+        .map_err(StoreError::request)?;
+    let rows = res.into_rows_result().map_err(StoreError::request)?;
+    let row = rows
+        .maybe_first_row::<InodeRow>()
+        .map_err(StoreError::request)?;
+    row.map(|r| r.into_inode(ino)).transpose()
+}
+
+async fn fetch_dentry(
+    s: &Session,
+    ps: &PreparedStatement,
+    owner: i64,
+    env: &str,
+    parent: u64,
+    name: &[u8],
+) -> Result<Option<Dentry>> {
+    let res = s
+        .execute_unpaged(ps, (owner, env, parent as i64, name))
+        .await
+        .map_err(StoreError::request)?;
+    let rows = res.into_rows_result().map_err(StoreError::request)?;
+    let row = rows
+        .maybe_first_row::<(i64, i32)>()
+        .map_err(StoreError::request)?;
+    row.map(|(ino, kind)| dentry_from_row((name.to_vec(), ino, kind)))
+        .transpose()
 }
 
 /// One independent write, for [`Store::apply`].
