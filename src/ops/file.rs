@@ -25,6 +25,8 @@ const MAX_DIRTY_BLOCKS: usize = 16;
 /// fetched in parallel.
 const READ_AHEAD: u64 = 16;
 const BS: u64 = BLOCK_SIZE;
+/// How long a read waits for a block the read-ahead is fetching.
+const PREFETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A block to store: its hash and bytes.
 type Upload = (Hash, Arc<Vec<u8>>);
@@ -298,10 +300,19 @@ impl Fs {
             }
             Self::block_hash(&st, i).filter(|h| !self.cache.has_block(h))
         };
-        if (first..=last).any(|i| missing(i).is_some()) || missing(last + READ_AHEAD / 2).is_some()
-        {
-            let wanted: Vec<Hash> = (first..=last + READ_AHEAD).filter_map(missing).collect();
-            self.fetch(&wanted)?;
+        let needed: Vec<Hash> = (first..=last).filter_map(missing).collect();
+        if !needed.is_empty() || missing(last + READ_AHEAD / 2).is_some() {
+            let ahead: Vec<Hash> = (last + 1..=last + READ_AHEAD).filter_map(missing).collect();
+            self.prefetch.request(ahead);
+        }
+        if !needed.is_empty() {
+            // Blocks already on their way are waited for, not fetched twice.
+            self.prefetch.wait(&needed, PREFETCH_WAIT);
+            let still: Vec<Hash> = needed
+                .into_iter()
+                .filter(|h| !self.cache.has_block(h))
+                .collect();
+            self.fetch(&still)?;
         }
         let mut out = Vec::with_capacity((end - offset) as usize);
         for idx in first..=last {

@@ -11,11 +11,13 @@
 
 mod file;
 mod names;
+mod prefetch;
 mod xattr;
 
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
@@ -81,8 +83,9 @@ pub struct StatFs {
 
 /// One mounted volume.
 pub struct Fs {
-    store: Store,
-    cache: Cache,
+    store: Arc<Store>,
+    cache: Arc<Cache>,
+    prefetch: prefetch::Prefetcher,
     cfg: FsConfig,
     free_inos: Mutex<Range<u64>>,
     next_fh: AtomicU64,
@@ -170,9 +173,13 @@ impl Fs {
     /// Opens the volume, creating it (and its root) on first mount.
     pub fn new(store: Store, cfg: FsConfig, root_owner: Caller) -> FsResult<Fs> {
         store.ensure_volume(root_owner.uid, root_owner.gid)?;
+        let store = Arc::new(store);
+        let cache = Arc::new(Cache::new(cfg.fcache_ttl, cfg.cache_size));
         Ok(Fs {
+            prefetch: prefetch::Prefetcher::start(store.clone(), cache.clone())
+                .map_err(|e| FsError::Store(crate::store::StoreError::Request(e.to_string())))?,
             store,
-            cache: Cache::new(cfg.fcache_ttl, cfg.cache_size),
+            cache,
             cfg,
             free_inos: Mutex::new(0..0),
             next_fh: AtomicU64::new(1),
