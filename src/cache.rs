@@ -33,6 +33,8 @@ pub struct Cache {
     /// Complete directory listings, kept up to date with the changes this
     /// mount makes.
     listings: Mutex<HashMap<u64, Timed<Listing>>>,
+    /// Directories found too large to be read whole.
+    large_dirs: Mutex<HashMap<u64, Instant>>,
     blocks: Mutex<BlockCache>,
     /// Inline bytes held by cached inodes, bounded like blocks.
     inline_limit: usize,
@@ -46,6 +48,7 @@ impl Cache {
             inodes: Mutex::new(HashMap::new()),
             dentries: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
+            large_dirs: Mutex::new(HashMap::new()),
             blocks: Mutex::new(BlockCache::new(cap / 4 * 3)),
             inline_limit: cap / 4,
         }
@@ -164,6 +167,21 @@ impl Cache {
     pub fn stale_listing(&self, dir: u64) -> Option<Vec<Dentry>> {
         let map = self.listings.lock();
         map.get(&dir).map(|t| t.value.values().cloned().collect())
+    }
+
+    /// Whether `dir` was found too large to read whole, within the TTL.
+    pub fn is_large_dir(&self, dir: u64) -> bool {
+        let map = self.large_dirs.lock();
+        map.get(&dir)
+            .is_some_and(|at| !self.ttl.is_zero() && at.elapsed() < self.ttl)
+    }
+
+    pub fn mark_large_dir(&self, dir: u64) {
+        let mut map = self.large_dirs.lock();
+        if map.len() >= MAX_ENTRIES {
+            map.clear();
+        }
+        map.insert(dir, Instant::now());
     }
 
     pub fn forget_listing(&self, dir: u64) {

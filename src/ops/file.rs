@@ -23,7 +23,7 @@ const MAX_DIRTY_BLOCKS: usize = 16;
 /// Blocks read ahead of a read: when a needed block, or the one half this
 /// window ahead, is not cached, the missing blocks of the whole window are
 /// fetched in parallel.
-const READ_AHEAD: u64 = 16;
+const READ_AHEAD: u64 = 32;
 const BS: u64 = BLOCK_SIZE;
 /// How long a read waits for a block the read-ahead is fetching.
 const PREFETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);

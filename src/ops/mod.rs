@@ -273,6 +273,11 @@ impl Fs {
         if let Some(d) = self.cache.dentry(parent, name) {
             return Ok(d);
         }
+        if !self.cfg.fcache_ttl.is_zero() && !self.outage.recent() {
+            if let Ok(Some(d)) = self.read_small_dir(parent, name) {
+                return Ok(d);
+            }
+        }
         let stale = || self.cache.stale_dentry(parent, name);
         let d = self
             .outage
@@ -283,6 +288,37 @@ impl Fs {
         }
         self.cache.put_dentry(parent, name, d.clone());
         Ok(d)
+    }
+
+    /// On a miss in a directory whose listing is not cached: reads the
+    /// whole directory if it is small — its listing in one request, its
+    /// inodes in parallel — so that the next lookups there (a site reading
+    /// its files) are answered locally. `None` for a large directory.
+    fn read_small_dir(&self, parent: u64, name: &[u8]) -> FsResult<Option<Option<Dentry>>> {
+        if self.cache.is_large_dir(parent) {
+            return Ok(None);
+        }
+        let Some(list) = self.store.list_small_dir(parent)? else {
+            self.cache.mark_large_dir(parent);
+            return Ok(None);
+        };
+        let unknown: Vec<u64> = list
+            .iter()
+            .filter(|d| self.cache.inode(d.ino).is_none())
+            .map(|d| d.ino)
+            .collect();
+        for i in self.store.get_inodes(&unknown)?.into_iter().flatten() {
+            self.cache.put_inode(&i);
+        }
+        let by_name: crate::cache::Listing =
+            list.into_iter().map(|d| (d.name.clone(), d)).collect();
+        let found = by_name.get(name).cloned();
+        if found.is_none() {
+            // A missing name in something that is not a directory is ENOTDIR.
+            self.load_dir(parent)?;
+        }
+        self.cache.put_listing(parent, by_name);
+        Ok(Some(found))
     }
 
     pub fn setattr(&self, ino: u64, set: &SetAttr) -> FsResult<Inode> {

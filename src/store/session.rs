@@ -19,6 +19,10 @@ use super::records::{dentry_from_row, InodeRow, NewInodeRow, INODE_COLUMNS, NEW_
 use super::schema::{check_schema, valid_keyspace};
 use super::{Consistency, Dentry, Hash, Inode, Result, StoreConfig, StoreError};
 
+/// Directories of at most this many entries can be read whole in one
+/// request ([`Store::list_small_dir`]).
+pub const SMALL_DIR: usize = 1000;
+
 /// How many requests of one bulk call run at once.
 const PARALLEL: usize = 32;
 
@@ -174,6 +178,7 @@ struct Statements {
     get_dentry: PreparedStatement,
     list_dentries: PreparedStatement,
     any_dentry: PreparedStatement,
+    small_dir: PreparedStatement,
     insert_dentry: PreparedStatement,
     delete_dentry: PreparedStatement,
     insert_block: PreparedStatement,
@@ -225,6 +230,10 @@ impl Statements {
             ))?,
             any_dentry: p(format!(
                 "SELECT name FROM {ks}.dentries WHERE {key} AND parent = ? LIMIT 1"
+            ))?,
+            small_dir: p(format!(
+                "SELECT name, ino, kind FROM {ks}.dentries WHERE {key} AND parent = ? LIMIT {}",
+                SMALL_DIR + 1
             ))?,
             insert_dentry: p(format!(
                 "INSERT INTO {ks}.dentries (owner, environment, parent, name, ino, kind) \
@@ -536,6 +545,34 @@ impl Store {
                 PagingStateResponse::NoMorePages => return Ok(out),
             }
         }
+    }
+
+    /// Every entry of a directory in one request, or `None` when it has
+    /// more than [`SMALL_DIR`] entries.
+    pub fn list_small_dir(&self, parent: u64) -> Result<Option<Vec<Dentry>>> {
+        let s = self.conn.session();
+        let ps = &self.st.small_dir;
+        let key = (self.owner, self.env.as_str(), parent as i64);
+        let rows = self.conn.run(1, async move {
+            let res = s
+                .execute_unpaged(ps, key)
+                .await
+                .map_err(StoreError::request)?;
+            let rows = res.into_rows_result().map_err(StoreError::request)?;
+            let rows = rows
+                .rows::<(Vec<u8>, i64, i32)>()
+                .map_err(StoreError::request)?
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(StoreError::request)?;
+            Ok(rows)
+        })?;
+        if rows.len() > SMALL_DIR {
+            return Ok(None);
+        }
+        rows.into_iter()
+            .map(dentry_from_row)
+            .collect::<Result<_>>()
+            .map(Some)
     }
 
     /// Whether a directory has any entry.
