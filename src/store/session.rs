@@ -529,17 +529,9 @@ impl Store {
                     .execute_single_page(ps, key, state)
                     .await
                     .map_err(StoreError::request)?;
-                let rows = res.into_rows_result().map_err(StoreError::request)?;
-                let rows = rows
-                    .rows::<(Vec<u8>, i64, i32)>()
-                    .map_err(StoreError::request)?
-                    .collect::<std::result::Result<Vec<_>, _>>()
-                    .map_err(StoreError::request)?;
-                Ok((rows, next))
+                Ok((dentry_rows(res)?, next))
             })?;
-            for r in rows {
-                out.push(dentry_from_row(r)?);
-            }
+            out.extend(rows);
             match next {
                 PagingStateResponse::HasMorePages { state } => paging = state,
                 PagingStateResponse::NoMorePages => return Ok(out),
@@ -558,21 +550,9 @@ impl Store {
                 .execute_unpaged(ps, key)
                 .await
                 .map_err(StoreError::request)?;
-            let rows = res.into_rows_result().map_err(StoreError::request)?;
-            let rows = rows
-                .rows::<(Vec<u8>, i64, i32)>()
-                .map_err(StoreError::request)?
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(StoreError::request)?;
-            Ok(rows)
+            dentry_rows(res)
         })?;
-        if rows.len() > SMALL_DIR {
-            return Ok(None);
-        }
-        rows.into_iter()
-            .map(dentry_from_row)
-            .collect::<Result<_>>()
-            .map(Some)
+        Ok((rows.len() <= SMALL_DIR).then_some(rows))
     }
 
     /// Whether a directory has any entry.
@@ -764,6 +744,16 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The (name, ino, kind) rows of a dentry listing.
+fn dentry_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<Dentry>> {
+    let rows = res.into_rows_result().map_err(StoreError::request)?;
+    let rows = rows
+        .rows::<(Vec<u8>, i64, i32)>()
+        .map_err(StoreError::request)?;
+    rows.map(|r| dentry_from_row(r.map_err(StoreError::request)?))
+        .collect()
 }
 
 async fn fetch_inode(
