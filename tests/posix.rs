@@ -23,21 +23,6 @@ fn mount(env: &str) -> Mount {
     Volume::unique(env).mount(&[])
 }
 
-fn read(p: &Path) -> Vec<u8> {
-    fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-}
-
-fn write(p: &Path, data: &[u8]) {
-    fs::write(p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()))
-}
-
-fn names(dir: &Path) -> BTreeSet<OsString> {
-    fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").file_name())
-        .collect()
-}
-
 /// Timestamps may be stored with coarse resolution: sleep long enough that
 /// a later change is visible in whole seconds too.
 fn tick() {

@@ -8,24 +8,8 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
-use std::path::Path;
 
 use common::*;
-
-fn read(p: &Path) -> Vec<u8> {
-    fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
-}
-
-fn write(p: &Path, data: &[u8]) {
-    fs::write(p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()))
-}
-
-fn names(dir: &Path) -> BTreeSet<OsString> {
-    fs::read_dir(dir)
-        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
-        .map(|e| e.expect("directory entry").file_name())
-        .collect()
-}
 
 #[test]
 fn two_mounts_see_each_others_closed_files() {

@@ -898,3 +898,21 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
         thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// Reads a whole file, panicking with the path on error.
+pub fn read(p: &Path) -> Vec<u8> {
+    fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
+}
+
+/// Writes a whole file, panicking with the path on error.
+pub fn write(p: &Path, data: &[u8]) {
+    fs::write(p, data).unwrap_or_else(|e| panic!("write {}: {e}", p.display()))
+}
+
+/// The names in a directory.
+pub fn names(dir: &Path) -> std::collections::BTreeSet<OsString> {
+    fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
+        .map(|e| e.expect("directory entry").file_name())
+        .collect()
+}
