@@ -316,14 +316,6 @@ impl Fs {
         Ok(())
     }
 
-    /// One name of a non-directory is gone (rename over it).
-    fn drop_link(&self, ino: u64) -> FsResult<()> {
-        let mut writes = Vec::new();
-        let gone = self.link_gone(self.store.get_inode(ino)?, &mut writes);
-        self.store.apply(writes)?;
-        self.link_dropped(gone)
-    }
-
     /// Deletes an inode and its block references.
     pub(super) fn delete_inode(&self, i: &Inode) -> FsResult<()> {
         self.store.delete_inode(i.ino)?;
@@ -406,7 +398,13 @@ impl Fs {
         self.load_dir(parent)?;
         self.load_dir(newparent)?;
         let src = self.current_entry(parent, name)?;
-        let dst = self.store.get_dentry(newparent, newname)?;
+        // The target and its inode, in one round trip when the cache knows it.
+        let guess = self
+            .cache
+            .dentry(newparent, newname)
+            .flatten()
+            .map(|d| d.ino);
+        let (dst, dst_inode) = self.store.get_dentry_and_inode(newparent, newname, guess)?;
         if parent == newparent && name == newname {
             return Ok(());
         }
@@ -445,33 +443,51 @@ impl Fs {
             name: newname.to_vec(),
             ..src.clone()
         };
+        // The entries change first, in one logged batch: that is the rename.
         self.store
             .change_dentries(&[(parent, name)], &[(newparent, &moved)])?;
         self.cache.set_dentry(parent, name, None);
         self.cache.set_dentry(newparent, newname, Some(moved));
+        // Then the attributes, all in one round trip.
         let now = now_ns();
-        let mut dirs_delta: i64 = 0;
+        let mut writes = Vec::new();
+        let mut replaced = None;
+        let mut removed_dir = None;
+        let moved_dir = src.kind == Kind::Dir && parent != newparent;
+        // Subdirectories gained by the new parent (lost by the old one).
+        let mut gained = i64::from(moved_dir);
         if let Some(dst) = dst {
             if dst.kind == Kind::Dir {
-                self.store.delete_inode(dst.ino)?;
-                self.dir_removed(dst.ino, now);
-                dirs_delta -= 1;
+                writes.push(Write::DeleteInode(dst.ino));
+                removed_dir = Some(dst.ino);
+                gained -= 1;
             } else {
-                self.drop_link(dst.ino)?;
+                replaced = Some(self.link_gone(dst_inode, &mut writes));
             }
         }
         let mut moved_inode = self.load(src.ino)?;
         moved_inode.ctime_ns = now;
-        if src.kind == Kind::Dir && parent != newparent {
+        if moved_dir {
             moved_inode.parent = newparent;
         }
-        self.save_attrs(&moved_inode)?;
-        let src_dir = src.kind == Kind::Dir && parent != newparent;
-        self.touch_dir(parent, now, if src_dir { -1 } else { 0 })?;
-        if parent != newparent || dirs_delta != 0 {
-            self.touch_dir(newparent, now, dirs_delta + i64::from(src_dir))?;
+        writes.push(Write::UpdateAttrs(moved_inode.clone()));
+        let mut dirs = vec![self.touched_dir(newparent, now, gained)?];
+        if parent != newparent {
+            dirs.push(self.touched_dir(parent, now, -i64::from(moved_dir))?);
         }
-        Ok(())
+        writes.extend(dirs.iter().cloned().map(Write::UpdateAttrs));
+        self.store.apply(writes)?;
+        self.cache.put_inode(&moved_inode);
+        for d in &dirs {
+            self.cache.put_inode(d);
+        }
+        if let Some(ino) = removed_dir {
+            self.dir_removed(ino, now);
+        }
+        match replaced {
+            Some(gone) => self.link_dropped(gone),
+            None => Ok(()),
+        }
     }
 
     fn exchange(
@@ -514,12 +530,18 @@ impl Fs {
         Ok(())
     }
 
-    /// Sets a directory's mtime/ctime and adjusts its link count.
-    fn touch_dir(&self, ino: u64, now: i64, nlink_delta: i64) -> FsResult<()> {
+    /// A directory with new mtime/ctime and link count (not yet saved).
+    fn touched_dir(&self, ino: u64, now: i64, nlink_delta: i64) -> FsResult<Inode> {
         let mut d = self.load_dir(ino)?;
         d.mtime_ns = now;
         d.ctime_ns = now;
         d.nlink = (i64::from(d.nlink) + nlink_delta).max(2) as u32;
+        Ok(d)
+    }
+
+    /// Sets a directory's mtime/ctime and adjusts its link count.
+    fn touch_dir(&self, ino: u64, now: i64, nlink_delta: i64) -> FsResult<()> {
+        let d = self.touched_dir(ino, now, nlink_delta)?;
         self.save_attrs(&d)
     }
 
