@@ -65,7 +65,8 @@ pub struct SchemaArgs {
 
 #[derive(Args, Debug, Clone)]
 pub struct MountArgs {
-    /// Log every request (debug level).
+    /// Debug logging: also the errors that are part of normal operation
+    /// (lookups of missing names, EEXIST, ENOTEMPTY...).
     #[arg(long, num_args = 0..=1, default_value = "false", default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub debug: bool,
