@@ -144,6 +144,27 @@ impl Floor {
 
     /// The parent's new mtime/ctime (and link count), as CassFS writes it
     /// after every entry it adds or removes.
+    /// A new empty inode named `name` in the root, with the root's times
+    /// (and link count, for a directory) updated.
+    fn add_to_root(&mut self, name: &[u8], kind: Kind) -> Res<Inode> {
+        let mut root = self
+            .store
+            .get_inode(1)
+            .map_err(|e| e.to_string())?
+            .ok_or("no root")?;
+        let ino = self.alloc()?;
+        let inode = Self::new_inode(ino, kind, 1, Content::default(), 0);
+        self.store.put_inode(&inode).map_err(|e| e.to_string())?;
+        let d = Dentry {
+            name: name.to_vec(),
+            ino,
+            kind,
+        };
+        self.store.put_dentry(1, &d).map_err(|e| e.to_string())?;
+        self.touch_parent(&mut root, i32::from(kind == Kind::Dir))?;
+        Ok(inode)
+    }
+
     fn touch_parent(&self, parent: &mut Inode, dir_delta: i32) -> Res<()> {
         let now = now_ns();
         parent.mtime_ns = now;
@@ -308,21 +329,8 @@ impl Floor {
         rand::thread_rng().fill_bytes(&mut base);
         let s0 = self.store.statement_count();
         let t0 = Instant::now();
-        let mut root = self
-            .store
-            .get_inode(1)
-            .map_err(|e| e.to_string())?
-            .ok_or("no root")?;
-        let ino = self.alloc()?;
-        let mut inode = Self::new_inode(ino, Kind::File, 1, Content::default(), 0);
-        self.store.put_inode(&inode).map_err(|e| e.to_string())?;
-        let d = Dentry {
-            name: b"w4-big".to_vec(),
-            ino,
-            kind: Kind::File,
-        };
-        self.store.put_dentry(1, &d).map_err(|e| e.to_string())?;
-        self.touch_parent(&mut root, 0)?;
+        let mut inode = self.add_to_root(b"w4-big", Kind::File)?;
+        let ino = inode.ino;
         let mut hashes = Vec::new();
         let mut idx = 0u64;
         while idx < mib {
@@ -385,21 +393,8 @@ impl Floor {
     fn w5(&mut self, files: u64) -> Res<(Phase, Phase)> {
         let s0 = self.store.statement_count();
         let t0 = Instant::now();
-        let mut root = self
-            .store
-            .get_inode(1)
-            .map_err(|e| e.to_string())?
-            .ok_or("no root")?;
-        let dino = self.alloc()?;
-        let mut dir = Self::new_inode(dino, Kind::Dir, 1, Content::default(), 0);
-        self.store.put_inode(&dir).map_err(|e| e.to_string())?;
-        let d = Dentry {
-            name: b"w5".to_vec(),
-            ino: dino,
-            kind: Kind::Dir,
-        };
-        self.store.put_dentry(1, &d).map_err(|e| e.to_string())?;
-        self.touch_parent(&mut root, 1)?;
+        let mut dir = self.add_to_root(b"w5", Kind::Dir)?;
+        let dino = dir.ino;
         let mut made = Vec::with_capacity(files as usize);
         for k in 0..files {
             let ino = self.alloc()?;

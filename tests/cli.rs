@@ -114,18 +114,7 @@ fn version_names_a_git_revision() {
 fn mount_point_missing_fails_fast() {
     let ks = shared_keyspace();
     let missing = std::env::temp_dir().join(format!("cassfs-missing-{}", unique_seed()));
-    let mut args = os(&[
-        "--mount",
-        missing.to_str().expect("utf-8 temp dir"),
-        "--server",
-        &cassandra_addr(),
-        "--keyspace",
-        &ks,
-        "--owner",
-        "1",
-    ]);
-    args.extend(os(&["--environment", "cli"]));
-    let r = run(&args, Some(&missing));
+    let r = run(&mount_args_with(&ks, &missing, &[]), Some(&missing));
     let msg = assert_fails_fast(&r, "missing mount point");
     assert!(
         msg.contains(missing.to_str().expect("utf-8")),
@@ -138,21 +127,7 @@ fn mount_point_that_is_a_file_fails_fast() {
     let ks = shared_keyspace();
     let file = tempfile::NamedTempFile::new().expect("create a temp file");
     let path = file.path().to_str().expect("utf-8 temp path").to_string();
-    let r = run(
-        &os(&[
-            "--mount",
-            &path,
-            "--server",
-            &cassandra_addr(),
-            "--keyspace",
-            &ks,
-            "--owner",
-            "1",
-            "--environment",
-            "cli",
-        ]),
-        Some(file.path()),
-    );
+    let r = run(&mount_args_with(&ks, file.path(), &[]), Some(file.path()));
     let msg = assert_fails_fast(&r, "file as mount point");
     assert!(
         msg.contains(&path),
