@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use cassfs::store::{
-    Content, Dentry, Hash, Inode, Kind, Store, StoreConfig, BLOCK_SIZE, INLINE_MAX,
+    Change, Content, Dentry, Hash, Inode, Kind, Store, StoreConfig, Write, BLOCK_SIZE, INLINE_MAX,
 };
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -154,7 +154,9 @@ impl Floor {
             .ok_or("no root")?;
         let ino = self.alloc()?;
         let inode = Self::new_inode(ino, kind, 1, Content::default(), 0);
-        self.store.put_inode(&inode).map_err(|e| e.to_string())?;
+        self.store
+            .put_inode(&inode, Vec::new())
+            .map_err(|e| e.to_string())?;
         let d = Dentry {
             name: name.to_vec(),
             ino,
@@ -170,7 +172,10 @@ impl Floor {
         parent.mtime_ns = now;
         parent.ctime_ns = now;
         parent.nlink = (parent.nlink as i64 + dir_delta as i64) as u32;
-        self.store.update_attrs(parent).map_err(|e| e.to_string())
+        let c = Change::times(now);
+        self.store
+            .apply(vec![Write::Update(parent.ino, c)])
+            .map_err(|e| e.to_string())
     }
 
     /// Writes a file's content rows: inline, or blocks + refs.
@@ -218,7 +223,9 @@ impl Floor {
                 let content = self.content_for(ino, &data)?;
                 Self::new_inode(ino, Kind::File, parent_ino, content, data.len() as u64)
             };
-            self.store.put_inode(&inode).map_err(|e| e.to_string())?;
+            self.store
+                .put_inode(&inode, Vec::new())
+                .map_err(|e| e.to_string())?;
             let d = Dentry {
                 name: name_of(&e.rel),
                 ino,
@@ -399,7 +406,9 @@ impl Floor {
         for k in 0..files {
             let ino = self.alloc()?;
             let i = Self::new_inode(ino, Kind::File, dino, Content::default(), 0);
-            self.store.put_inode(&i).map_err(|e| e.to_string())?;
+            self.store
+                .put_inode(&i, Vec::new())
+                .map_err(|e| e.to_string())?;
             let name = format!("f{k:05}").into_bytes();
             let d = Dentry {
                 name: name.clone(),

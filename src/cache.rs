@@ -126,6 +126,21 @@ impl Cache {
         );
     }
 
+    /// Forgets what is cached of a name, in the entry cache and the
+    /// directory's listing (found to be out of date).
+    pub fn forget_dentry(&self, parent: u64, name: &[u8]) {
+        self.dentries.lock().remove(&(parent, name.to_vec()));
+        self.listings.lock().remove(&parent);
+    }
+
+    /// Applies a change this mount made to a cached inode, keeping its age
+    /// (so a copy is never trusted longer than the TTL).
+    pub fn update_inode(&self, ino: u64, f: impl FnOnce(&mut Inode)) {
+        if let Some(t) = self.inodes.lock().get_mut(&ino) {
+            f(&mut t.value);
+        }
+    }
+
     /// Records a change this mount made to an entry, in the entry cache and
     /// in the directory's cached listing.
     pub fn set_dentry(&self, parent: u64, name: &[u8], d: Option<Dentry>) {

@@ -59,7 +59,7 @@ pub struct SchemaArgs {
     )]
     pub replication_factor: u32,
     /// Seconds before a Cassandra request fails.
-    #[arg(long, default_value = "10", value_parser = positive_secs)]
+    #[arg(long, default_value = "10", value_parser = timeout_secs)]
     pub timeout: f64,
 }
 
@@ -102,7 +102,7 @@ pub struct MountArgs {
     #[arg(long, default_value = "LOCAL_QUORUM")]
     pub consistency: Consistency,
     /// Seconds before a Cassandra request fails; the call then returns EIO.
-    #[arg(long, default_value = "10", value_parser = positive_secs)]
+    #[arg(long, default_value = "10", value_parser = timeout_secs)]
     pub timeout: f64,
     /// Bytes of file content kept in memory (suffixes K, M, G allowed).
     #[arg(long = "cache_size", alias = "cache-size", default_value = "256M", value_parser = size)]
@@ -187,6 +187,11 @@ pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString
     out
 }
 
+/// The longest TTL accepted: one year.
+pub const MAX_TTL_SECS: f64 = 365.0 * 24.0 * 3600.0;
+/// The longest request timeout accepted: one hour.
+pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
+
 fn secs(s: &str) -> Result<f64, String> {
     let v: f64 = s
         .parse()
@@ -194,13 +199,21 @@ fn secs(s: &str) -> Result<f64, String> {
     if !v.is_finite() || v < 0.0 {
         return Err(format!("'{s}': seconds must be a finite number >= 0"));
     }
+    if v > MAX_TTL_SECS {
+        return Err(format!("'{s}': at most {MAX_TTL_SECS} seconds (one year)"));
+    }
     Ok(v)
 }
 
-fn positive_secs(s: &str) -> Result<f64, String> {
+fn timeout_secs(s: &str) -> Result<f64, String> {
     let v = secs(s)?;
     if v <= 0.0 {
         return Err(format!("'{s}': must be more than 0 seconds"));
+    }
+    if v > MAX_TIMEOUT_SECS {
+        return Err(format!(
+            "'{s}': at most {MAX_TIMEOUT_SECS} seconds (one hour)"
+        ));
     }
     Ok(v)
 }

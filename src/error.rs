@@ -37,6 +37,12 @@ pub enum FsError {
     TooBig,
     #[error("too many links")]
     TooManyLinks,
+    #[error("argument list too long")]
+    ArgTooBig,
+    #[error("no space left for this inode's attributes")]
+    NoSpace,
+    #[error("busy: another mount is moving a directory")]
+    Busy,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -61,6 +67,9 @@ impl FsError {
             FsError::BadHandle => libc::EBADF,
             FsError::TooBig => libc::EFBIG,
             FsError::TooManyLinks => libc::EMLINK,
+            FsError::ArgTooBig => libc::E2BIG,
+            FsError::NoSpace => libc::ENOSPC,
+            FsError::Busy => libc::EBUSY,
             FsError::Store(_) => libc::EIO,
         }
     }

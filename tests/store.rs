@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use cassfs::store::{
-    apply_schema, Consistency, Content, Dentry, Hash, Inode, Kind, Store, StoreConfig, StoreError,
-    BLOCK_SIZE, HOLE,
+    apply_schema, name_key, Change, Consistency, Content, Dentry, Hash, Inode, Kind, SetOp, Store,
+    StoreConfig, StoreError, Write, BLOCK_SIZE, HOLE,
 };
 use sha2::{Digest, Sha256};
 
@@ -88,7 +88,9 @@ fn schema_twice_then_rows_round_trip() {
     f.xattrs.insert(b"user.a".to_vec(), b"1".to_vec());
     f.xattrs
         .insert(vec![b'u', b's', b'e', b'r', b'.', 0xff], vec![0, 1, 2]);
-    store.put_inode(&f).expect("put_inode");
+    store
+        .put_inode(&f, vec![name_key(1, b"f")])
+        .expect("put_inode");
     let got = store
         .get_inode(ino)
         .expect("get_inode")
@@ -96,18 +98,22 @@ fn schema_twice_then_rows_round_trip() {
     assert_eq!(got, f, "the inode reads back as written");
 
     // Attributes and content updates.
-    let mut g = got.clone();
-    g.perm = 0o600;
-    g.uid = 42;
-    g.nlink = 2;
-    store.update_attrs(&g).expect("update_attrs");
+    let change = Change {
+        mode: Some(0o600),
+        uid: Some(42),
+        ..Change::default()
+    }
+    .with_names(SetOp::Add(name_key(1, b"g")));
+    store
+        .apply(vec![Write::Update(ino, change)])
+        .expect("update attributes");
     let back = store.get_inode(ino).expect("get").expect("exists");
     assert_eq!(
-        (back.perm, back.uid, back.nlink),
-        (0o600, 42, 2),
-        "attrs updated"
+        (back.perm, back.uid, back.gid, back.nlink),
+        (0o600, 42, f.gid, 2),
+        "only the changed attributes change; a second name counts"
     );
-    assert_eq!(back.content, f.content, "content untouched by update_attrs");
+    assert_eq!(back.content, f.content, "content untouched by an update");
 
     let blocks: Vec<Vec<u8>> = (0..2)
         .map(|i| pattern(unique_seed() + i, BLOCK_SIZE as usize))
@@ -152,7 +158,7 @@ fn schema_twice_then_rows_round_trip() {
     store
         .set_xattr(ino, b"user.new", b"value", 5)
         .expect("set_xattr");
-    store.remove_xattr(ino, b"user.a").expect("remove_xattr");
+    store.remove_xattr(ino, b"user.a", 5).expect("remove_xattr");
     let back = store.get_inode(ino).expect("get").expect("exists");
     assert_eq!(
         back.xattrs.get(&b"user.new"[..]).map(Vec::as_slice),
@@ -200,8 +206,17 @@ fn schema_twice_then_rows_round_trip() {
         ..d.clone()
     };
     store
-        .change_dentries(&[(1, name.as_slice())], &[(1, &renamed)])
-        .expect("change_dentries");
+        .apply_atomic(vec![
+            Write::DeleteDentry(1, name.clone()),
+            Write::PutDentry(1, renamed.clone()),
+        ])
+        .expect("rename batch");
+    assert!(
+        !store
+            .create_dentry(1, &renamed, Vec::new())
+            .expect("create"),
+        "a conditional create of an existing name is refused"
+    );
     assert_eq!(store.get_dentry(1, &name).expect("get old"), None);
     assert_eq!(
         store.get_dentry(1, b"renamed").expect("get new"),

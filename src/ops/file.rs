@@ -18,6 +18,9 @@ use super::{now_ns, Fs};
 use crate::error::{FsError, FsResult};
 use crate::store::{Content, Hash, Inode, Kind, BLOCK_SIZE, HOLE, INLINE_MAX};
 
+/// The largest file: 16 GiB (its block list, 32 bytes per MiB, stays a
+/// 512 KiB column). Writes and truncates past it fail with EFBIG.
+pub const MAX_FILE_SIZE: u64 = 16 << 30;
 /// Dirty blocks kept in memory per file before they are uploaded.
 const MAX_DIRTY_BLOCKS: usize = 16;
 /// Blocks read ahead of a read: when a needed block, or the one half this
@@ -37,6 +40,8 @@ pub struct OpenFlags {
     pub write: bool,
     pub append: bool,
     pub truncate: bool,
+    /// O_EXCL (with O_CREAT): fail if the name exists.
+    pub exclusive: bool,
 }
 
 impl OpenFlags {
@@ -45,6 +50,7 @@ impl OpenFlags {
             write: flags & libc::O_ACCMODE != libc::O_RDONLY,
             append: flags & libc::O_APPEND != 0,
             truncate: flags & libc::O_TRUNC != 0,
+            exclusive: flags & libc::O_EXCL != 0,
         }
     }
 }
@@ -60,7 +66,6 @@ struct FileState {
     changed: bool,
     mtime_ns: i64,
     opens: u32,
-    unlinked: bool,
 }
 
 struct Handle {
@@ -68,10 +73,19 @@ struct Handle {
     flags: OpenFlags,
 }
 
+/// The inodes open on this mount, and which of them lost their last name
+/// while open (deleted at last close). One lock for both, so an unlink and
+/// a last close racing each other agree on who deletes the inode.
+#[derive(Default)]
+struct Registry {
+    states: HashMap<u64, Arc<Mutex<FileState>>>,
+    unlinked: HashSet<u64>,
+}
+
 /// The open files of a mount.
 #[derive(Default)]
 pub(super) struct OpenFiles {
-    states: Mutex<HashMap<u64, Arc<Mutex<FileState>>>>,
+    registry: Mutex<Registry>,
     handles: Mutex<HashMap<u64, Handle>>,
     /// The content version whose pages the kernel may hold, per inode.
     page_versions: Mutex<HashMap<u64, i64>>,
@@ -79,7 +93,7 @@ pub(super) struct OpenFiles {
 
 impl OpenFiles {
     fn state(&self, ino: u64) -> Option<Arc<Mutex<FileState>>> {
-        self.states.lock().get(&ino).cloned()
+        self.registry.lock().states.get(&ino).cloned()
     }
 
     /// Shows local, uncommitted size and mtime in `i`.
@@ -101,29 +115,46 @@ impl OpenFiles {
     }
 
     pub(super) fn is_open(&self, ino: u64) -> bool {
-        self.states.lock().contains_key(&ino)
+        self.registry.lock().states.contains_key(&ino)
     }
 
-    /// Marks an open inode as unlinked; false if it is not open here.
+    /// Marks an open inode as having no name left, to be deleted at its
+    /// last close; false if it is not open here (the caller deletes it).
     pub(super) fn mark_unlinked(&self, ino: u64) -> bool {
-        match self.state(ino) {
-            Some(st) => {
-                st.lock().unlinked = true;
-                true
-            }
-            None => false,
+        let mut r = self.registry.lock();
+        if r.states.contains_key(&ino) {
+            r.unlinked.insert(ino);
+            true
+        } else {
+            false
         }
     }
 
+    fn is_unlinked(&self, ino: u64) -> bool {
+        self.registry.lock().unlinked.contains(&ino)
+    }
+
+    /// Forgets an inode's state at its last close; true if it lost its
+    /// last name while open (the caller deletes it).
+    fn close_last(&self, ino: u64) -> bool {
+        let mut r = self.registry.lock();
+        r.states.remove(&ino);
+        r.unlinked.remove(&ino)
+    }
+
     pub(super) fn commit_all(&self, fs: &Fs) -> FsResult<()> {
-        let states: Vec<_> = self.states.lock().values().cloned().collect();
+        let states: Vec<_> = {
+            let r = self.registry.lock();
+            r.states
+                .iter()
+                .filter(|(ino, _)| !r.unlinked.contains(ino))
+                .map(|(_, st)| st.clone())
+                .collect()
+        };
         let mut result = Ok(());
         for st in states {
-            let mut st = st.lock();
-            if !st.unlinked {
-                if let Err(e) = fs.commit(&mut st) {
-                    result = Err(e);
-                }
+            if let Err(e) = fs.commit(&mut st.lock()) {
+                result = Err(e);
             }
         }
         result
@@ -152,8 +183,11 @@ fn append_range(out: &mut Vec<u8>, data: &[u8], from: u64, to: u64) {
 impl Fs {
     /// Opens an existing inode; returns the handle and whether the kernel
     /// may keep the pages it cached (the content is unchanged since).
+    /// The inode is read as Cassandra has it now (a small version read when
+    /// the cached copy is current): an open sees the latest commit of any
+    /// host, also while other handles here hold the file open.
     pub fn open(&self, ino: u64, flags: OpenFlags) -> FsResult<(u64, bool)> {
-        let i = self.load(ino)?;
+        let i = self.load_current(ino)?;
         match i.kind {
             Kind::Dir => return Err(FsError::IsDir),
             Kind::File => {}
@@ -174,9 +208,10 @@ impl Fs {
     /// handles open on this host.
     pub(super) fn open_inode(&self, i: Inode, flags: OpenFlags) -> FsResult<u64> {
         let ino = i.ino;
+        let fresh = i.clone();
         let st = {
-            let mut states = self.files.states.lock();
-            states
+            let mut r = self.files.registry.lock();
+            r.states
                 .entry(ino)
                 .or_insert_with(|| {
                     Arc::new(Mutex::new(FileState {
@@ -188,12 +223,21 @@ impl Fs {
                         staged: BTreeMap::new(),
                         changed: false,
                         opens: 0,
-                        unlinked: false,
                     }))
                 })
                 .clone()
         };
         let mut st = st.lock();
+        if !st.changed && st.base.version != fresh.version {
+            // Committed elsewhere since the other handles here opened it,
+            // and nothing written here: start from the new content.
+            st.base_valid = fresh.size;
+            st.size = fresh.size;
+            st.mtime_ns = fresh.mtime_ns;
+            st.staged.clear();
+            st.dirty.clear();
+            st.base = fresh;
+        }
         st.opens += 1;
         if flags.truncate {
             self.truncate_state(&mut st, 0)?;
@@ -333,7 +377,7 @@ impl Fs {
         let offset = if flags.append { st.size } else { offset };
         let end = offset
             .checked_add(data.len() as u64)
-            .filter(|e| *e <= i64::MAX as u64)
+            .filter(|e| *e <= MAX_FILE_SIZE)
             .ok_or(FsError::TooBig)?;
         let mut pos = offset;
         let mut last = 0;
@@ -430,13 +474,13 @@ impl Fs {
     /// truncate(2)/ftruncate(2): applied to the open state, or committed at
     /// once when the file is not open here.
     pub(super) fn truncate(&self, ino: u64, size: u64) -> FsResult<()> {
-        if size > i64::MAX as u64 {
+        if size > MAX_FILE_SIZE {
             return Err(FsError::TooBig);
         }
         if let Some(st) = self.files.state(ino) {
             return self.truncate_state(&mut st.lock(), size);
         }
-        let i = self.load(ino)?;
+        let i = self.load_current(ino)?;
         match i.kind {
             Kind::File => {}
             Kind::Dir => return Err(FsError::IsDir),
@@ -505,6 +549,10 @@ impl Fs {
                 hashes.push(h);
                 continue;
             }
+            if Self::is_hole(st, idx) {
+                hashes.push(HOLE);
+                continue;
+            }
             let mut buf = Vec::with_capacity(want as usize);
             self.read_block(st, idx, 0, want, &mut buf)?;
             let (h, up) = self.prepare_block(buf);
@@ -516,6 +564,15 @@ impl Fs {
         }
         self.upload(uploads)?;
         Ok(hashes)
+    }
+
+    /// Whether block `idx` holds nothing but zeros without reading it (no
+    /// write touched it and the base has no bytes there).
+    fn is_hole(st: &FileState, idx: u64) -> bool {
+        if st.dirty.contains_key(&idx) || Self::block_hash(st, idx).is_some() {
+            return false;
+        }
+        !matches!(&st.base.content, Content::Inline(d) if idx == 0 && !d.is_empty())
     }
 
     /// A stored block that already holds block `idx` exactly (`want` bytes).
@@ -536,9 +593,9 @@ impl Fs {
     }
 
     pub fn flush(&self, fh: u64) -> FsResult<()> {
-        let (_, _, st) = self.handle(fh)?;
+        let (ino, _, st) = self.handle(fh)?;
         let mut st = st.lock();
-        if st.unlinked {
+        if self.files.is_unlinked(ino) {
             return Ok(());
         }
         self.commit(&mut st)
@@ -558,18 +615,22 @@ impl Fs {
         if st.opens > 0 {
             return Ok(());
         }
-        let result = if st.unlinked {
+        let mut result = if self.files.is_unlinked(ino) {
+            Ok(())
+        } else {
+            self.commit(&mut st)
+        };
+        // An unlink that raced this close either saw the inode open (and
+        // left its deletion to this close) or not (and deleted it).
+        if self.files.close_last(ino) {
             let mut base = st.base.clone();
             if let Content::Blocks(h) = &mut base.content {
                 let mut all: Vec<Hash> = h.as_ref().clone();
                 all.extend(st.staged.values());
                 *h = Arc::new(all);
             }
-            self.delete_inode(&base)
-        } else {
-            self.commit(&mut st)
-        };
-        self.files.states.lock().remove(&ino);
+            result = self.delete_inode(&base);
+        }
         result
     }
 }

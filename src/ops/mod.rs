@@ -6,12 +6,16 @@
 //! Cassandra (`crate::store`); a failed write is an error, and the caches
 //! only learn what Cassandra accepted.
 //!
-//! Submodules: `names` (entries: create, link, unlink, rename, readdir),
+//! Submodules: `names` (entries: create, link, unlink, readdir), `rename`,
 //! `file` (open files: buffered writes and whole-file commits), `xattr`.
+//!
+//! Writes change only the columns they mean to change (`store::Change`);
+//! nothing is written back from a cached copy of a row.
 
 mod file;
 mod names;
 mod prefetch;
+mod rename;
 mod xattr;
 
 use std::collections::HashMap;
@@ -24,11 +28,13 @@ use parking_lot::Mutex;
 
 use crate::cache::Cache;
 use crate::error::{FsError, FsResult};
-use crate::store::{Dentry, Inode, Kind, Store};
+use crate::store::{Change, Dentry, Inode, Kind, Store, Write};
 
-pub use file::OpenFlags;
-pub use names::{DirEntry, RenameFlags};
+pub use file::{OpenFlags, MAX_FILE_SIZE};
+pub use names::{DirEntry, MAX_LINKS, SYMLINK_MAX};
+pub use rename::RenameFlags;
 pub use xattr::XattrReply;
+pub use xattr::XATTR_TOTAL_MAX;
 
 /// Inode numbers reserved from Cassandra at a time.
 const INO_BATCH: u64 = 1024;
@@ -92,6 +98,8 @@ pub struct Fs {
     files: file::OpenFiles,
     outage: Outage,
     dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
+    /// Names this mount in leases it takes (host, pid, a random number).
+    mount_id: String,
 }
 
 /// While Cassandra fails, reads are answered from the caches, however old,
@@ -159,6 +167,33 @@ fn time_ns(t: SetTime) -> i64 {
     }
 }
 
+/// What a [`Change`] of plain attributes does to a cached inode.
+fn apply_change(i: &mut Inode, c: &Change) {
+    if let Some(v) = c.mode {
+        i.perm = v;
+    }
+    if let Some(v) = c.uid {
+        i.uid = v;
+    }
+    if let Some(v) = c.gid {
+        i.gid = v;
+    }
+    i.atime_ns = c.atime_ns.unwrap_or(i.atime_ns);
+    i.mtime_ns = c.mtime_ns.unwrap_or(i.mtime_ns);
+    i.ctime_ns = c.ctime_ns.unwrap_or(i.ctime_ns);
+}
+
+/// This mount's name in leases: host, pid and a random number.
+fn mount_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+    format!(
+        "{}:{}:{:08x}",
+        host.trim(),
+        std::process::id(),
+        rand::random::<u32>()
+    )
+}
+
 pub(crate) fn check_name(name: &[u8]) -> FsResult<()> {
     if name.len() > NAME_MAX {
         return Err(FsError::NameTooLong);
@@ -186,6 +221,7 @@ impl Fs {
             files: file::OpenFiles::default(),
             outage: Outage::default(),
             dirs: Mutex::new(HashMap::new()),
+            mount_id: mount_id(),
         })
     }
 
@@ -245,11 +281,34 @@ impl Fs {
         Ok(i)
     }
 
-    /// Writes changed attributes and updates the cache.
-    fn save_attrs(&self, i: &Inode) -> FsResult<()> {
-        self.store.update_attrs(i)?;
-        self.cache.put_inode(i);
-        Ok(())
+    /// The inode as Cassandra has it now, reusing the cached copy when its
+    /// content version is current (a small read instead of the whole row).
+    fn load_current(&self, ino: u64) -> FsResult<Inode> {
+        let cached = self.cache.stale_inode(ino);
+        let stale = || cached.clone().map(|i| Some(i.version));
+        match self.outage.read(|| self.store.get_version(ino), stale)? {
+            None => {
+                self.cache.forget_inode(ino);
+                Err(FsError::NotFound)
+            }
+            Some(v) => match cached {
+                Some(i) if i.version == v => Ok(i),
+                _ => {
+                    self.cache.forget_inode(ino);
+                    self.load(ino)
+                }
+            },
+        }
+    }
+
+    /// Records in the cache that this mount changed a directory's entries
+    /// (its times, and its link count by `subdirs`).
+    fn dir_changed(&self, dir: u64, now: i64, subdirs: i64) {
+        self.cache.update_inode(dir, |d| {
+            d.mtime_ns = now;
+            d.ctime_ns = now;
+            d.nlink = (i64::from(d.nlink) + subdirs).max(2) as u32;
+        });
     }
 
     /// The attributes the kernel should see: the committed inode with the
@@ -326,38 +385,31 @@ impl Fs {
         if let Some(size) = set.size {
             self.truncate(ino, size)?;
         }
-        let mut i = self.load(ino)?;
-        let now = now_ns();
-        let mut changed = false;
-        if let Some(mode) = set.mode {
-            i.perm = mode & 0o7777;
-            changed = true;
-        }
-        if let Some(uid) = set.uid {
-            i.uid = uid;
-            changed = true;
-        }
-        if let Some(gid) = set.gid {
-            i.gid = gid;
-            changed = true;
-        }
+        let i = self.load(ino)?;
+        let mut c = Change {
+            mode: set.mode.map(|m| m & 0o7777),
+            uid: set.uid,
+            gid: set.gid,
+            atime_ns: set.atime.map(time_ns),
+            mtime_ns: set.mtime.map(time_ns),
+            ..Change::default()
+        };
         if (set.uid.is_some() || set.gid.is_some()) && i.kind != Kind::Dir {
             // chown clears set-user-ID and set-group-ID on files.
-            i.perm &= !0o6000;
+            let perm = c.mode.unwrap_or(i.perm);
+            if perm & 0o6000 != 0 {
+                c.mode = Some(perm & !0o6000);
+            }
         }
-        if let Some(t) = set.atime {
-            i.atime_ns = time_ns(t);
-            changed = true;
+        if c.is_empty() {
+            return self.getattr(ino);
         }
-        if let Some(t) = set.mtime {
-            i.mtime_ns = time_ns(t);
-            self.files.set_mtime(ino, i.mtime_ns);
-            changed = true;
+        c.ctime_ns = Some(now_ns());
+        if let Some(t) = c.mtime_ns {
+            self.files.set_mtime(ino, t);
         }
-        if changed {
-            i.ctime_ns = now;
-            self.save_attrs(&i)?;
-        }
+        self.store.apply(vec![Write::Update(ino, c.clone())])?;
+        self.cache.update_inode(ino, |i| apply_change(i, &c));
         self.getattr(ino)
     }
 

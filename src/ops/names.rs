@@ -1,20 +1,34 @@
-//! Directory entries: creating, linking, removing and renaming names, and
-//! listing directories.
+//! Directory entries: creating, linking and removing names, and listing
+//! directories (renames are in `rename.rs`).
+//!
+//! Whether a name exists is decided by Cassandra with one conditional write
+//! (`Store::create_dentry`), never by a cache: a host with a stale view gets
+//! EEXIST, it does not overwrite another host's name. A new inode's row is
+//! written before its name, and a name is removed before (or atomically
+//! with) its inode, so a crash can leave an inode without a name (a leak,
+//! found by scanning) but never a name without an inode.
 
 use std::sync::Arc;
 
-use super::{check_name, now_ns, Caller, Fs, ROOT};
+use super::{check_name, now_ns, Caller, Fs};
 use crate::cache::Listing;
 use crate::error::{FsError, FsResult};
-use crate::store::{Content, Dentry, Inode, Kind, Write};
+use crate::store::{name_key, Change, Content, Dentry, Inode, Kind, SetOp, Write};
 
-/// What became of an inode that lost a name.
-enum LinkGone {
+/// The most names one file may have (link(2) fails with EMLINK beyond).
+pub const MAX_LINKS: u32 = 1000;
+/// The longest symlink target (Linux's PATH_MAX less the final NUL).
+pub const SYMLINK_MAX: usize = 4095;
+
+/// What becomes of an inode that loses a name.
+pub(super) enum LinkGone {
     /// It was already gone.
     Missing,
-    /// It keeps other names, or is open here (deleted at last close).
-    Kept(Inode),
-    /// It was deleted with its last name.
+    /// It loses this name and may keep others: whether it has any left is
+    /// read back after the write.
+    Unnamed(Inode),
+    /// This was its last name and it is not open here: deleted in the same
+    /// writes.
     Deleted(Inode),
 }
 
@@ -24,31 +38,6 @@ pub struct DirEntry {
     pub ino: u64,
     pub kind: Kind,
     pub name: Vec<u8>,
-}
-
-/// Flags of rename(2) (renameat2).
-#[derive(Clone, Copy, Debug, Default)]
-pub struct RenameFlags {
-    pub noreplace: bool,
-    pub exchange: bool,
-}
-
-impl RenameFlags {
-    pub fn from_bits(bits: u32) -> FsResult<RenameFlags> {
-        let known = libc::RENAME_NOREPLACE | libc::RENAME_EXCHANGE;
-        if bits & !known != 0 {
-            // RENAME_WHITEOUT (overlay filesystems) is not supported.
-            return Err(FsError::Invalid);
-        }
-        let f = RenameFlags {
-            noreplace: bits & libc::RENAME_NOREPLACE != 0,
-            exchange: bits & libc::RENAME_EXCHANGE != 0,
-        };
-        if f.noreplace && f.exchange {
-            return Err(FsError::Invalid);
-        }
-        Ok(f)
-    }
 }
 
 impl Fs {
@@ -81,46 +70,82 @@ impl Fs {
         })
     }
 
-    /// Fails with EEXIST when the name exists (as far as the caches, within
-    /// `fcache_ttl`, or Cassandra know). An entry whose inode is missing is
-    /// what an interrupted create leaves behind: its name may be reused.
-    fn must_not_exist(&self, parent: u64, name: &[u8]) -> FsResult<()> {
-        check_name(name)?;
-        match self.entry(parent, name)? {
-            Some(d) if self.store.get_inode(d.ino)?.is_some() => Err(FsError::Exists),
-            _ => Ok(()),
-        }
-    }
-
-    /// Writes a new inode, its entry and the parent's times (and link count
-    /// for a new directory), all in one round trip.
-    fn add_entry(&self, mut parent: Inode, name: &[u8], inode: &Inode) -> FsResult<()> {
+    /// Writes a new inode, then creates its name conditionally (with the
+    /// parent's times, and link count for a directory, in the same round
+    /// trip). When the name exists, the new inode is removed again and the
+    /// existing entry is returned as the error.
+    fn add_entry(
+        &self,
+        parent: &Inode,
+        name: &[u8],
+        inode: &Inode,
+    ) -> FsResult<Result<(), Dentry>> {
         let d = Dentry {
             name: name.to_vec(),
             ino: inode.ino,
             kind: inode.kind,
         };
-        if inode.kind == Kind::Dir {
-            parent.nlink += 1;
+        let is_dir = inode.kind == Kind::Dir;
+        let names = if is_dir {
+            Vec::new()
+        } else {
+            vec![name_key(parent.ino, name)]
+        };
+        self.store.put_inode(inode, names)?;
+        let mut touch = Change::times(inode.ctime_ns);
+        if is_dir {
+            touch = touch.with_subdirs(SetOp::Add(inode.ino));
         }
-        parent.mtime_ns = inode.ctime_ns;
-        parent.ctime_ns = inode.ctime_ns;
-        self.store.apply(vec![
-            Write::PutInode(inode.clone()),
-            Write::PutDentry(parent.ino, d.clone()),
-            Write::UpdateAttrs(parent.clone()),
-        ])?;
+        let created =
+            self.store
+                .create_dentry(parent.ino, &d, vec![Write::Update(parent.ino, touch)]);
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => {
+                // Unknown outcome: the inode stays (if the name was not
+                // made, it is a leak for the cleaner, never a lost file).
+                self.cache.forget_inode(parent.ino);
+                return Err(e.into());
+            }
+        };
+        let subdirs = i64::from(created && is_dir);
+        self.dir_changed(parent.ino, inode.ctime_ns, subdirs);
+        if !created {
+            let mut undo = vec![Write::DeleteInode(inode.ino)];
+            if is_dir {
+                let c = Change::default().with_subdirs(SetOp::Remove(inode.ino));
+                undo.push(Write::Update(parent.ino, c));
+            }
+            self.store.apply(undo)?;
+            let existing = self.store.get_dentry(parent.ino, name)?;
+            self.cache.put_dentry(parent.ino, name, existing.clone());
+            return match existing {
+                Some(e) => Ok(Err(e)),
+                // Removed again meanwhile: report it as taken all the same.
+                None => Err(FsError::Exists),
+            };
+        }
         self.cache.put_inode(inode);
-        self.cache.put_inode(&parent);
         self.cache.set_dentry(parent.ino, name, Some(d));
-        if inode.kind == Kind::Dir {
+        if is_dir {
             // A new directory is known to be empty.
             self.cache.put_listing(inode.ino, Listing::new());
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
-    fn make(
+    /// Creates a new inode under a new name: EEXIST if the name exists.
+    fn make(&self, parent: u64, name: &[u8], mut inode: Inode) -> FsResult<Inode> {
+        let p = self.load_dir(parent)?;
+        inode.parent = p.ino;
+        match self.add_entry(&p, name, &inode)? {
+            Ok(()) => Ok(inode),
+            Err(_) => Err(FsError::Exists),
+        }
+    }
+
+    /// A new inode to be named `name` in `parent`.
+    fn prepare(
         &self,
         parent: u64,
         name: &[u8],
@@ -129,15 +154,14 @@ impl Fs {
         caller: Caller,
     ) -> FsResult<Inode> {
         self.writable()?;
+        check_name(name)?;
         let p = self.load_dir(parent)?;
-        self.must_not_exist(parent, name)?;
-        let inode = self.new_inode(&p, kind, mode, caller)?;
-        self.add_entry(p, name, &inode)?;
-        Ok(inode)
+        self.new_inode(&p, kind, mode, caller)
     }
 
     pub fn mkdir(&self, parent: u64, name: &[u8], mode: u32, caller: Caller) -> FsResult<Inode> {
-        self.make(parent, name, Kind::Dir, mode, caller)
+        let inode = self.prepare(parent, name, Kind::Dir, mode, caller)?;
+        self.make(parent, name, inode)
     }
 
     pub fn mknod(
@@ -156,13 +180,9 @@ impl Fs {
             libc::S_IFBLK => Kind::BlockDev,
             _ => return Err(FsError::Invalid),
         };
-        self.writable()?;
-        let p = self.load_dir(parent)?;
-        self.must_not_exist(parent, name)?;
-        let mut inode = self.new_inode(&p, kind, mode, caller)?;
+        let mut inode = self.prepare(parent, name, kind, mode, caller)?;
         inode.rdev = rdev;
-        self.add_entry(p, name, &inode)?;
-        Ok(inode)
+        self.make(parent, name, inode)
     }
 
     pub fn symlink(
@@ -172,20 +192,21 @@ impl Fs {
         target: &[u8],
         caller: Caller,
     ) -> FsResult<Inode> {
-        self.writable()?;
         if target.is_empty() {
             return Err(FsError::NotFound);
         }
-        let p = self.load_dir(parent)?;
-        self.must_not_exist(parent, name)?;
-        let mut inode = self.new_inode(&p, Kind::Symlink, 0o777, caller)?;
+        if target.len() > SYMLINK_MAX {
+            return Err(FsError::NameTooLong);
+        }
+        let mut inode = self.prepare(parent, name, Kind::Symlink, 0o777, caller)?;
         inode.target = target.to_vec();
         inode.size = target.len() as u64;
-        self.add_entry(p, name, &inode)?;
-        Ok(inode)
+        self.make(parent, name, inode)
     }
 
-    /// Creates a regular file and opens it.
+    /// Creates a regular file and opens it. When the name exists (made by
+    /// another host since this one looked): EEXIST with O_EXCL, else the
+    /// existing file is opened, as open(2) without O_EXCL does.
     pub fn create(
         &self,
         parent: u64,
@@ -194,45 +215,65 @@ impl Fs {
         flags: super::OpenFlags,
         caller: Caller,
     ) -> FsResult<(Inode, u64)> {
-        let inode = self.make(parent, name, Kind::File, mode, caller)?;
-        let fh = self.open_inode(inode.clone(), flags)?;
-        Ok((inode, fh))
+        let inode = self.prepare(parent, name, Kind::File, mode, caller)?;
+        let p = self.load_dir(parent)?;
+        match self.add_entry(&p, name, &inode)? {
+            Ok(()) => {
+                let fh = self.open_inode(inode.clone(), flags)?;
+                Ok((inode, fh))
+            }
+            Err(_) if flags.exclusive => Err(FsError::Exists),
+            Err(existing) if existing.kind == Kind::Dir => Err(FsError::IsDir),
+            Err(existing) => {
+                let (fh, _) = self.open(existing.ino, flags)?;
+                Ok((self.getattr(existing.ino)?, fh))
+            }
+        }
     }
 
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Inode> {
         self.writable()?;
-        let mut i = self.load(ino)?;
+        check_name(newname)?;
+        let i = self.store.get_inode(ino)?.ok_or(FsError::NotFound)?;
         if i.kind == Kind::Dir {
             return Err(FsError::Perm);
         }
-        if i.nlink >= u32::MAX / 2 {
+        if i.nlink >= MAX_LINKS {
             return Err(FsError::TooManyLinks);
         }
-        let mut p = self.load_dir(newparent)?;
-        self.must_not_exist(newparent, newname)?;
+        let p = self.load_dir(newparent)?;
         let d = Dentry {
             name: newname.to_vec(),
             ino,
             kind: i.kind,
         };
         let now = now_ns();
-        i.nlink += 1;
-        i.ctime_ns = now;
-        p.mtime_ns = now;
-        p.ctime_ns = now;
-        self.store.apply(vec![
-            Write::PutDentry(newparent, d.clone()),
-            Write::UpdateAttrs(i.clone()),
-            Write::UpdateAttrs(p.clone()),
-        ])?;
+        let key = name_key(p.ino, newname);
+        let named = Change::ctime(now).with_names(SetOp::Add(key.clone()));
+        let writes = vec![
+            Write::Update(ino, named),
+            Write::Update(newparent, Change::times(now)),
+        ];
+        let created = self.store.create_dentry(newparent, &d, writes);
+        self.cache.forget_inode(ino);
+        self.dir_changed(newparent, now, 0);
+        if !created? {
+            let unnamed = Change::default().with_names(SetOp::Remove(key));
+            self.store.apply(vec![Write::Update(ino, unnamed)])?;
+            return Err(FsError::Exists);
+        }
+        // Deleted by another host meanwhile: the new name must not point
+        // at nothing.
+        if self.store.get_version(ino)?.is_none() {
+            self.store.delete_dentry(newparent, newname)?;
+            return Err(FsError::NotFound);
+        }
         self.cache.set_dentry(newparent, newname, Some(d));
-        self.cache.put_inode(&i);
-        self.cache.put_inode(&p);
         self.getattr(ino)
     }
 
     /// The current entry of a name, asking Cassandra (not the cache).
-    fn current_entry(&self, parent: u64, name: &[u8]) -> FsResult<Dentry> {
+    pub(super) fn current_entry(&self, parent: u64, name: &[u8]) -> FsResult<Dentry> {
         check_name(name)?;
         let d = self.store.get_dentry(parent, name)?;
         self.cache.put_dentry(parent, name, d.clone());
@@ -242,7 +283,7 @@ impl Fs {
     pub fn unlink(&self, parent: u64, name: &[u8]) -> FsResult<()> {
         self.writable()?;
         check_name(name)?;
-        let mut p = self.load_dir(parent)?;
+        self.load_dir(parent)?;
         // The entry and its inode as Cassandra has them now (one round trip
         // when the cached entry still names the same inode).
         let guess = self.cache.dentry(parent, name).flatten().map(|d| d.ino);
@@ -253,46 +294,58 @@ impl Fs {
             return Err(FsError::IsDir);
         }
         let now = now_ns();
-        p.mtime_ns = now;
-        p.ctime_ns = now;
         let mut writes = vec![
             Write::DeleteDentry(parent, name.to_vec()),
-            Write::UpdateAttrs(p.clone()),
+            Write::Update(parent, Change::times(now)),
         ];
-        let gone = self.link_gone(inode, &mut writes);
-        self.store.apply(writes)?;
+        let gone = self.link_gone(inode, parent, name, now, &mut writes);
+        // One logged batch: the name and (with its last name) the inode go
+        // together, even if this process dies now.
+        self.store.apply_atomic(writes)?;
         self.cache.set_dentry(parent, name, None);
-        self.cache.put_inode(&p);
+        self.dir_changed(parent, now, 0);
         self.link_dropped(gone)
     }
 
-    /// One name of a non-directory goes: adds the write that counts it
-    /// down, or deletes the inode with its last name (unless it is open
-    /// here: then at its last close).
-    fn link_gone(&self, inode: Option<Inode>, writes: &mut Vec<Write>) -> LinkGone {
-        let Some(mut i) = inode else {
+    /// One name (`parent`/`name`) of a non-directory goes: adds the writes
+    /// that remove it, and the inode's deletion when it is the last name
+    /// and the inode is not open here.
+    pub(super) fn link_gone(
+        &self,
+        inode: Option<Inode>,
+        parent: u64,
+        name: &[u8],
+        now: i64,
+        writes: &mut Vec<Write>,
+    ) -> LinkGone {
+        let Some(i) = inode else {
             return LinkGone::Missing;
         };
-        i.nlink = i.nlink.saturating_sub(1);
-        i.ctime_ns = now_ns();
-        if i.nlink > 0 || self.files.is_open(i.ino) {
-            writes.push(Write::UpdateAttrs(i.clone()));
-            return LinkGone::Kept(i);
+        if i.nlink <= 1 && !self.files.is_open(i.ino) {
+            writes.push(Write::DeleteInode(i.ino));
+            return LinkGone::Deleted(i);
         }
-        writes.push(Write::DeleteInode(i.ino));
-        LinkGone::Deleted(i)
+        let c = Change::ctime(now).with_names(SetOp::Remove(name_key(parent, name)));
+        writes.push(Write::Update(i.ino, c));
+        LinkGone::Unnamed(i)
     }
 
-    /// After the writes of [`Fs::link_gone`] were applied.
-    fn link_dropped(&self, gone: LinkGone) -> FsResult<()> {
+    /// After the writes of [`Fs::link_gone`] were applied: an inode left
+    /// with no name is deleted now, or at its last close when it is open
+    /// here.
+    pub(super) fn link_dropped(&self, gone: LinkGone) -> FsResult<()> {
         match gone {
             LinkGone::Missing => Ok(()),
-            LinkGone::Kept(i) => {
-                if i.nlink == 0 {
-                    self.files.mark_unlinked(i.ino);
+            LinkGone::Unnamed(i) => {
+                self.cache.forget_inode(i.ino);
+                let Some(now) = self.store.get_inode(i.ino)? else {
+                    return Ok(());
+                };
+                if now.nlink > 0 || self.files.mark_unlinked(i.ino) {
+                    self.cache.put_inode(&now);
+                    return Ok(());
                 }
-                self.cache.put_inode(&i);
-                Ok(())
+                self.delete_inode(&now)
             }
             LinkGone::Deleted(i) => {
                 self.cache.forget_inode(i.ino);
@@ -331,7 +384,7 @@ impl Fs {
         if name == b".." {
             return Err(FsError::NotEmpty);
         }
-        let mut p = self.load_dir(parent)?;
+        self.load_dir(parent)?;
         let d = self.current_entry(parent, name)?;
         if d.kind != Kind::Dir {
             return Err(FsError::NotDir);
@@ -340,23 +393,21 @@ impl Fs {
             return Err(FsError::NotEmpty);
         }
         let now = now_ns();
-        p.nlink = p.nlink.saturating_sub(1).max(2);
-        p.mtime_ns = now;
-        p.ctime_ns = now;
-        self.store.apply(vec![
+        let touch = Change::times(now).with_subdirs(SetOp::Remove(d.ino));
+        self.store.apply_atomic(vec![
             Write::DeleteDentry(parent, name.to_vec()),
+            Write::Update(parent, touch),
             Write::DeleteInode(d.ino),
-            Write::UpdateAttrs(p.clone()),
         ])?;
         self.cache.set_dentry(parent, name, None);
+        self.dir_changed(parent, now, -1);
         self.dir_removed(d.ino, now);
-        self.cache.put_inode(&p);
         Ok(())
     }
 
     /// Forgets a removed directory; an open descriptor of it can still
     /// fstat it (with no links) while the cache keeps its attributes.
-    fn dir_removed(&self, ino: u64, now: i64) {
+    pub(super) fn dir_removed(&self, ino: u64, now: i64) {
         self.cache.forget_listing(ino);
         match self.cache.stale_inode(ino) {
             Some(mut gone) => {
@@ -366,183 +417,6 @@ impl Fs {
             }
             None => self.cache.forget_inode(ino),
         }
-    }
-
-    /// Fails with EINVAL when `dir` is `ancestor` or below it.
-    fn not_below(&self, dir: u64, ancestor: u64) -> FsResult<()> {
-        let mut cur = dir;
-        for _ in 0..4096 {
-            if cur == ancestor {
-                return Err(FsError::Invalid);
-            }
-            if cur == ROOT {
-                return Ok(());
-            }
-            cur = self.load(cur)?.parent;
-        }
-        Err(FsError::Invalid)
-    }
-
-    /// rename(2) with RENAME_NOREPLACE and RENAME_EXCHANGE. A constant
-    /// number of writes, whatever the size of a renamed directory.
-    pub fn rename(
-        &self,
-        parent: u64,
-        name: &[u8],
-        newparent: u64,
-        newname: &[u8],
-        flags: RenameFlags,
-    ) -> FsResult<()> {
-        self.writable()?;
-        check_name(newname)?;
-        self.load_dir(parent)?;
-        self.load_dir(newparent)?;
-        let src = self.current_entry(parent, name)?;
-        // The target and its inode, in one round trip when the cache knows it.
-        let guess = self
-            .cache
-            .dentry(newparent, newname)
-            .flatten()
-            .map(|d| d.ino);
-        let (dst, dst_inode) = self.store.get_dentry_and_inode(newparent, newname, guess)?;
-        if parent == newparent && name == newname {
-            return Ok(());
-        }
-        if src.kind == Kind::Dir {
-            self.not_below(newparent, src.ino)?;
-        }
-        if let Some(dst) = &dst {
-            if flags.noreplace {
-                return Err(FsError::Exists);
-            }
-            if dst.kind == Kind::Dir && !flags.exchange {
-                self.not_below(parent, dst.ino)?;
-            }
-        }
-        if flags.exchange {
-            let dst = dst.ok_or(FsError::NotFound)?;
-            if dst.kind == Kind::Dir {
-                self.not_below(parent, dst.ino)?;
-            }
-            return self.exchange(parent, name, src, newparent, newname, dst);
-        }
-        if let Some(dst) = &dst {
-            if dst.ino == src.ino {
-                return Ok(()); // two names of one file: nothing to do
-            }
-            match (src.kind == Kind::Dir, dst.kind == Kind::Dir) {
-                (true, false) => return Err(FsError::NotDir),
-                (false, true) => return Err(FsError::IsDir),
-                (true, true) if self.store.dir_has_entries(dst.ino)? => {
-                    return Err(FsError::NotEmpty)
-                }
-                _ => {}
-            }
-        }
-        let moved = Dentry {
-            name: newname.to_vec(),
-            ..src.clone()
-        };
-        // The entries change first, in one logged batch: that is the rename.
-        self.store
-            .change_dentries(&[(parent, name)], &[(newparent, &moved)])?;
-        self.cache.set_dentry(parent, name, None);
-        self.cache.set_dentry(newparent, newname, Some(moved));
-        // Then the attributes, all in one round trip.
-        let now = now_ns();
-        let mut writes = Vec::new();
-        let mut replaced = None;
-        let mut removed_dir = None;
-        let moved_dir = src.kind == Kind::Dir && parent != newparent;
-        // Subdirectories gained by the new parent (lost by the old one).
-        let mut gained = i64::from(moved_dir);
-        if let Some(dst) = dst {
-            if dst.kind == Kind::Dir {
-                writes.push(Write::DeleteInode(dst.ino));
-                removed_dir = Some(dst.ino);
-                gained -= 1;
-            } else {
-                replaced = Some(self.link_gone(dst_inode, &mut writes));
-            }
-        }
-        let mut moved_inode = self.load(src.ino)?;
-        moved_inode.ctime_ns = now;
-        if moved_dir {
-            moved_inode.parent = newparent;
-        }
-        writes.push(Write::UpdateAttrs(moved_inode.clone()));
-        let mut dirs = vec![self.touched_dir(newparent, now, gained)?];
-        if parent != newparent {
-            dirs.push(self.touched_dir(parent, now, -i64::from(moved_dir))?);
-        }
-        writes.extend(dirs.iter().cloned().map(Write::UpdateAttrs));
-        self.store.apply(writes)?;
-        self.cache.put_inode(&moved_inode);
-        for d in &dirs {
-            self.cache.put_inode(d);
-        }
-        if let Some(ino) = removed_dir {
-            self.dir_removed(ino, now);
-        }
-        match replaced {
-            Some(gone) => self.link_dropped(gone),
-            None => Ok(()),
-        }
-    }
-
-    fn exchange(
-        &self,
-        parent: u64,
-        name: &[u8],
-        src: Dentry,
-        newparent: u64,
-        newname: &[u8],
-        dst: Dentry,
-    ) -> FsResult<()> {
-        let a = Dentry {
-            name: newname.to_vec(),
-            ..src.clone()
-        };
-        let b = Dentry {
-            name: name.to_vec(),
-            ..dst.clone()
-        };
-        self.store
-            .change_dentries(&[], &[(newparent, &a), (parent, &b)])?;
-        self.cache.set_dentry(newparent, newname, Some(a));
-        self.cache.set_dentry(parent, name, Some(b));
-        let now = now_ns();
-        for (d, new_parent) in [(&src, newparent), (&dst, parent)] {
-            let mut i = self.load(d.ino)?;
-            i.ctime_ns = now;
-            if d.kind == Kind::Dir {
-                i.parent = new_parent;
-            }
-            self.save_attrs(&i)?;
-        }
-        let dir_moves = i64::from(src.kind == Kind::Dir) - i64::from(dst.kind == Kind::Dir);
-        if parent != newparent {
-            self.touch_dir(parent, now, -dir_moves)?;
-            self.touch_dir(newparent, now, dir_moves)?;
-        } else {
-            self.touch_dir(parent, now, 0)?;
-        }
-        Ok(())
-    }
-
-    /// A directory with new mtime/ctime and link count (not yet saved).
-    fn touched_dir(&self, ino: u64, now: i64, nlink_delta: i64) -> FsResult<Inode> {
-        let mut d = self.load_dir(ino)?;
-        d.mtime_ns = now;
-        d.ctime_ns = now;
-        d.nlink = (i64::from(d.nlink) + nlink_delta).max(2) as u32;
-        Ok(d)
-    }
-
-    /// Sets a directory's mtime/ctime and adjusts its link count.
-    fn touch_dir(&self, ino: u64, now: i64, nlink_delta: i64) -> FsResult<()> {
-        let d = self.touched_dir(ino, now, nlink_delta)?;
-        self.save_attrs(&d)
     }
 
     /// Opens a directory: its listing is read once, so offsets stay stable

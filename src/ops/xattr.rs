@@ -7,6 +7,9 @@ use crate::error::{FsError, FsResult};
 const VALUE_MAX: usize = 64 << 10;
 /// Largest name Linux allows (XATTR_NAME_MAX).
 const NAME_MAX: usize = 255;
+/// Most bytes of names and values one inode may hold (they live in its
+/// row, read with every load of it): more fails with ENOSPC.
+pub const XATTR_TOTAL_MAX: usize = 256 << 10;
 /// A read-only attribute of the root: CQL statements run by this mount.
 pub const STATEMENTS_XATTR: &[u8] = b"user.cassfs.statements";
 
@@ -71,7 +74,7 @@ impl Fs {
         }
         check_name(name)?;
         if value.len() > VALUE_MAX {
-            return Err(FsError::TooBig);
+            return Err(FsError::ArgTooBig);
         }
         // Checked against Cassandra, not the cache: another mount may have
         // set or removed the attribute.
@@ -82,6 +85,15 @@ impl Fs {
         }
         if flags & libc::XATTR_REPLACE != 0 && !present {
             return Err(FsError::NoAttr);
+        }
+        let others: usize = i
+            .xattrs
+            .iter()
+            .filter(|(k, _)| k.as_slice() != name)
+            .map(|(k, v)| k.len() + v.len())
+            .sum();
+        if others + name.len() + value.len() > XATTR_TOTAL_MAX {
+            return Err(FsError::NoSpace);
         }
         let now = now_ns();
         self.store.set_xattr(ino, name, value, now)?;
@@ -98,8 +110,10 @@ impl Fs {
         if i.xattrs.remove(name).is_none() {
             return Err(FsError::NoAttr);
         }
-        self.store.remove_xattr(ino, name)?;
-        i.ctime_ns = now_ns();
-        self.save_attrs(&i)
+        let now = now_ns();
+        self.store.remove_xattr(ino, name, now)?;
+        i.ctime_ns = now;
+        self.cache.put_inode(&i);
+        Ok(())
     }
 }

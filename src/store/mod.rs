@@ -13,6 +13,7 @@
 mod records;
 mod schema;
 mod session;
+mod writes;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -20,7 +21,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use schema::{apply_schema, check_schema, SCHEMA_CQL};
-pub use session::{Store, Write};
+pub use session::Store;
+pub use writes::{name_key, Change, SetOp, Write};
 
 /// Size of a content block. Files are cut into blocks of this size.
 pub const BLOCK_SIZE: u64 = 1 << 20;

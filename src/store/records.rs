@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use scylla::{DeserializeRow, SerializeRow};
+use scylla::DeserializeRow;
 
 use super::{Content, Dentry, Hash, Inode, Kind, StoreError};
 
@@ -14,7 +14,6 @@ pub(super) struct InodeRow {
     mode: Option<i32>,
     uid: Option<i32>,
     gid: Option<i32>,
-    nlink: Option<i32>,
     rdev: Option<i32>,
     size: Option<i64>,
     atime_ns: Option<i64>,
@@ -26,10 +25,12 @@ pub(super) struct InodeRow {
     inline_data: Option<Vec<u8>>,
     blocks: Option<Vec<u8>>,
     xattrs: Option<BTreeMap<Vec<u8>, Vec<u8>>>,
+    names: Option<Vec<Vec<u8>>>,
+    subdirs: Option<Vec<i64>>,
 }
 
-pub(super) const INODE_COLUMNS: &str = "kind, mode, uid, gid, nlink, rdev, size, atime_ns, \
-     mtime_ns, ctime_ns, parent, version, target, inline_data, blocks, xattrs";
+pub(super) const INODE_COLUMNS: &str = "kind, mode, uid, gid, rdev, size, atime_ns, \
+     mtime_ns, ctime_ns, parent, version, target, inline_data, blocks, xattrs, names, subdirs";
 
 fn corrupt(reason: String) -> StoreError {
     StoreError::Corrupt {
@@ -39,22 +40,29 @@ fn corrupt(reason: String) -> StoreError {
 }
 
 impl InodeRow {
-    pub(super) fn into_inode(self, ino: u64) -> Result<Inode, StoreError> {
-        let kind = self
-            .kind
-            .and_then(Kind::from_i32)
-            .ok_or_else(|| corrupt(format!("inode {ino} has no valid kind")))?;
+    /// The inode, or `None` for a row without a kind: what an update that
+    /// raced a delete leaves behind, a deleted inode (see `cql/cassfs.cql`).
+    pub(super) fn into_inode(self, ino: u64) -> Result<Option<Inode>, StoreError> {
+        let Some(kind) = self.kind else {
+            return Ok(None);
+        };
+        let kind =
+            Kind::from_i32(kind).ok_or_else(|| corrupt(format!("inode {ino} has kind {kind}")))?;
+        let nlink = match kind {
+            Kind::Dir => 2 + self.subdirs.map_or(0, |s| s.len()),
+            _ => self.names.map_or(0, |s| s.len()),
+        };
         let content = match self.blocks {
             Some(b) if !b.is_empty() => Content::Blocks(Arc::new(split_hashes(&b, ino)?)),
             _ => Content::Inline(Arc::new(self.inline_data.unwrap_or_default())),
         };
-        Ok(Inode {
+        Ok(Some(Inode {
             ino,
             kind,
             perm: self.mode.unwrap_or(0) as u32 & 0o7777,
             uid: self.uid.unwrap_or(0) as u32,
             gid: self.gid.unwrap_or(0) as u32,
-            nlink: self.nlink.unwrap_or(1) as u32,
+            nlink: u32::try_from(nlink).unwrap_or(u32::MAX),
             rdev: self.rdev.unwrap_or(0) as u32,
             size: self.size.unwrap_or(0) as u64,
             atime_ns: self.atime_ns.unwrap_or(0),
@@ -65,7 +73,7 @@ impl InodeRow {
             target: self.target.unwrap_or_default(),
             content,
             xattrs: self.xattrs.unwrap_or_default(),
-        })
+        }))
     }
 }
 
@@ -90,61 +98,6 @@ pub(super) fn content_columns(c: &Content) -> (Option<Vec<u8>>, Option<Vec<u8>>)
     match c {
         Content::Inline(d) => (Some(d.as_ref().clone()), None),
         Content::Blocks(h) => (None, Some(h.iter().flatten().copied().collect())),
-    }
-}
-
-/// All columns of a new inode row, for INSERT.
-#[derive(SerializeRow)]
-pub(super) struct NewInodeRow<'a> {
-    owner: i64,
-    environment: &'a str,
-    ino: i64,
-    kind: i32,
-    mode: i32,
-    uid: i32,
-    gid: i32,
-    nlink: i32,
-    rdev: i32,
-    size: i64,
-    atime_ns: i64,
-    mtime_ns: i64,
-    ctime_ns: i64,
-    parent: i64,
-    version: i64,
-    target: Option<&'a [u8]>,
-    inline_data: Option<Vec<u8>>,
-    blocks: Option<Vec<u8>>,
-    xattrs: &'a BTreeMap<Vec<u8>, Vec<u8>>,
-}
-
-pub(super) const NEW_INODE_COLUMNS: &str = "owner, environment, ino, kind, mode, uid, gid, \
-     nlink, rdev, size, atime_ns, mtime_ns, ctime_ns, parent, version, target, inline_data, \
-     blocks, xattrs";
-
-impl<'a> NewInodeRow<'a> {
-    pub(super) fn new(owner: i64, environment: &'a str, i: &'a Inode) -> Self {
-        let (inline_data, blocks) = content_columns(&i.content);
-        NewInodeRow {
-            owner,
-            environment,
-            ino: i.ino as i64,
-            kind: i.kind as i32,
-            mode: i.perm as i32,
-            uid: i.uid as i32,
-            gid: i.gid as i32,
-            nlink: i.nlink as i32,
-            rdev: i.rdev as i32,
-            size: i.size as i64,
-            atime_ns: i.atime_ns,
-            mtime_ns: i.mtime_ns,
-            ctime_ns: i.ctime_ns,
-            parent: i.parent as i64,
-            version: i.version,
-            target: (i.kind == Kind::Symlink).then_some(i.target.as_slice()),
-            inline_data,
-            blocks,
-            xattrs: &i.xattrs,
-        }
     }
 }
 

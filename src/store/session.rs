@@ -1,5 +1,6 @@
 //! The driver session, its private runtime, and the volume-bound [`Store`].
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -15,8 +16,11 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency as CqlConsistency, SerialConsistency};
 use scylla::value::{CqlValue, Row};
 
-use super::records::{dentry_from_row, InodeRow, NewInodeRow, INODE_COLUMNS, NEW_INODE_COLUMNS};
+use parking_lot::Mutex;
+
+use super::records::{dentry_from_row, InodeRow, INODE_COLUMNS};
 use super::schema::{check_schema, valid_keyspace};
+use super::writes::{Cql, Write};
 use super::{Consistency, Dentry, Hash, Inode, Result, StoreConfig, StoreError};
 
 /// Directories of at most this many entries can be read whole in one
@@ -168,19 +172,15 @@ impl Conn {
 /// The prepared statements of one store.
 struct Statements {
     get_inode: PreparedStatement,
-    insert_inode: PreparedStatement,
-    insert_root: PreparedStatement,
-    update_attrs: PreparedStatement,
+    get_version: PreparedStatement,
     update_content: PreparedStatement,
-    delete_inode: PreparedStatement,
     set_xattr: PreparedStatement,
     remove_xattr: PreparedStatement,
     get_dentry: PreparedStatement,
     list_dentries: PreparedStatement,
     any_dentry: PreparedStatement,
     small_dir: PreparedStatement,
-    insert_dentry: PreparedStatement,
-    delete_dentry: PreparedStatement,
+    create_dentry: PreparedStatement,
     insert_block: PreparedStatement,
     get_block: PreparedStatement,
     insert_ref: PreparedStatement,
@@ -188,6 +188,8 @@ struct Statements {
     create_volume: PreparedStatement,
     read_next_ino: PreparedStatement,
     cas_next_ino: PreparedStatement,
+    take_mover: PreparedStatement,
+    drop_mover: PreparedStatement,
 }
 
 impl Statements {
@@ -201,27 +203,19 @@ impl Statements {
             get_inode: p(format!(
                 "SELECT {INODE_COLUMNS} FROM {ks}.inodes WHERE {ino_key}"
             ))?,
-            insert_inode: p(format!(
-                "INSERT INTO {ks}.inodes ({NEW_INODE_COLUMNS}) VALUES ({})",
-                vec!["?"; 19].join(", ")
-            ))?,
-            insert_root: p(format!(
-                "INSERT INTO {ks}.inodes ({NEW_INODE_COLUMNS}) VALUES ({}) USING TIMESTAMP 1",
-                vec!["?"; 19].join(", ")
-            ))?,
-            update_attrs: p(format!(
-                "UPDATE {ks}.inodes SET mode = ?, uid = ?, gid = ?, nlink = ?, atime_ns = ?, \
-                 mtime_ns = ?, ctime_ns = ?, parent = ? WHERE {ino_key}"
+            get_version: p(format!(
+                "SELECT kind, version FROM {ks}.inodes WHERE {ino_key}"
             ))?,
             update_content: p(format!(
                 "UPDATE {ks}.inodes SET size = ?, version = ?, inline_data = ?, blocks = ?, \
                  mtime_ns = ?, ctime_ns = ? WHERE {ino_key}"
             ))?,
-            delete_inode: p(format!("DELETE FROM {ks}.inodes WHERE {ino_key}"))?,
             set_xattr: p(format!(
                 "UPDATE {ks}.inodes SET xattrs[?] = ?, ctime_ns = ? WHERE {ino_key}"
             ))?,
-            remove_xattr: p(format!("DELETE xattrs[?] FROM {ks}.inodes WHERE {ino_key}"))?,
+            remove_xattr: p(format!(
+                "UPDATE {ks}.inodes SET xattrs = xattrs - ?, ctime_ns = ? WHERE {ino_key}"
+            ))?,
             get_dentry: p(format!(
                 "SELECT ino, kind FROM {ks}.dentries WHERE {key} AND parent = ? AND name = ?"
             ))?,
@@ -235,12 +229,9 @@ impl Statements {
                 "SELECT name, ino, kind FROM {ks}.dentries WHERE {key} AND parent = ? LIMIT {}",
                 SMALL_DIR + 1
             ))?,
-            insert_dentry: p(format!(
+            create_dentry: p(format!(
                 "INSERT INTO {ks}.dentries (owner, environment, parent, name, ino, kind) \
-                 VALUES (?, ?, ?, ?, ?, ?)"
-            ))?,
-            delete_dentry: p(format!(
-                "DELETE FROM {ks}.dentries WHERE {key} AND parent = ? AND name = ?"
+                 VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))?,
             insert_block: p(format!(
                 "INSERT INTO {ks}.blocks (owner, hash, data) VALUES (?, ?, ?)"
@@ -263,6 +254,12 @@ impl Statements {
             cas_next_ino: p(format!(
                 "UPDATE {ks}.volumes SET next_ino = ? WHERE {key} IF next_ino = ?"
             ))?,
+            take_mover: p(format!(
+                "UPDATE {ks}.volumes USING TTL ? SET mover = ? WHERE {key} IF mover = null"
+            ))?,
+            drop_mover: p(format!(
+                "UPDATE {ks}.volumes SET mover = null WHERE {key} IF mover = ?"
+            ))?,
         })
     }
 }
@@ -271,8 +268,11 @@ impl Statements {
 pub struct Store {
     conn: Conn,
     st: Statements,
+    ks: String,
     owner: i64,
     env: String,
+    /// Statements of [`Write`]s, prepared on first use, by text.
+    prepared: Mutex<HashMap<String, PreparedStatement>>,
 }
 
 fn now_ns() -> i64 {
@@ -299,8 +299,10 @@ impl Store {
         Ok(Store {
             conn,
             st,
+            ks: cfg.keyspace.clone(),
             owner,
             env: environment.to_string(),
+            prepared: Mutex::new(HashMap::new()),
         })
     }
 
@@ -319,16 +321,7 @@ impl Store {
                 .execute_unpaged(ps, values)
                 .await
                 .map_err(StoreError::request)?;
-            if !res.is_rows() {
-                return Ok(Vec::new());
-            }
-            let rows = res.into_rows_result().map_err(StoreError::request)?;
-            let out = rows
-                .rows::<Row>()
-                .map_err(StoreError::request)?
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(StoreError::request)?;
-            Ok(out)
+            result_rows(res)
         })
     }
 
@@ -356,8 +349,10 @@ impl Store {
             xattrs: Default::default(),
         };
         if self.get_inode(1)?.is_none() {
-            let row = NewInodeRow::new(self.owner, &self.env, &root);
-            self.exec(&self.st.insert_root, row)?;
+            let (cql, values) =
+                Write::PutInode(root, Vec::new()).to_cql(&self.ks, self.owner, &self.env);
+            let ps = self.conn.prepare(format!("{cql} USING TIMESTAMP 1"))?;
+            self.exec(&ps, values)?;
         }
         Ok(())
     }
@@ -421,19 +416,23 @@ impl Store {
         Ok(out)
     }
 
-    /// Writes every column of an inode (a new inode).
-    pub fn put_inode(&self, i: &Inode) -> Result<()> {
-        self.exec(
-            &self.st.insert_inode,
-            NewInodeRow::new(self.owner, &self.env, i),
-        )?;
-        Ok(())
+    /// The content version of an inode (`None`: it does not exist): a
+    /// small read to check whether a cached copy is current.
+    pub fn get_version(&self, ino: u64) -> Result<Option<i64>> {
+        let rows = self.exec(&self.st.get_version, (self.owner, &self.env, ino as i64))?;
+        let Some(row) = rows.first() else {
+            return Ok(None);
+        };
+        match (row.columns.first(), row.columns.get(1)) {
+            (Some(Some(CqlValue::Int(_))), Some(Some(CqlValue::BigInt(v)))) => Ok(Some(*v)),
+            (Some(Some(CqlValue::Int(_))), _) => Ok(Some(0)),
+            _ => Ok(None),
+        }
     }
 
-    /// Writes the attributes of an inode (not its content or xattrs).
-    pub fn update_attrs(&self, i: &Inode) -> Result<()> {
-        self.exec(&self.st.update_attrs, attr_values(i, self.owner, &self.env))?;
-        Ok(())
+    /// Writes every column of a new inode, with the names it has.
+    pub fn put_inode(&self, i: &Inode, names: Vec<Vec<u8>>) -> Result<()> {
+        self.apply(vec![Write::PutInode(i.clone(), names)])
     }
 
     /// Writes the content of an inode (size, version, data, times) in one
@@ -456,8 +455,7 @@ impl Store {
     }
 
     pub fn delete_inode(&self, ino: u64) -> Result<()> {
-        self.exec(&self.st.delete_inode, (self.owner, &self.env, ino as i64))?;
-        Ok(())
+        self.apply(vec![Write::DeleteInode(ino)])
     }
 
     pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], ctime_ns: i64) -> Result<()> {
@@ -466,11 +464,10 @@ impl Store {
         Ok(())
     }
 
-    pub fn remove_xattr(&self, ino: u64, name: &[u8]) -> Result<()> {
-        self.exec(
-            &self.st.remove_xattr,
-            (name, self.owner, &self.env, ino as i64),
-        )?;
+    pub fn remove_xattr(&self, ino: u64, name: &[u8], ctime_ns: i64) -> Result<()> {
+        let names = vec![name.to_vec()];
+        let v = (names, ctime_ns, self.owner, &self.env, ino as i64);
+        self.exec(&self.st.remove_xattr, v)?;
         Ok(())
     }
 
@@ -562,86 +559,91 @@ impl Store {
     }
 
     pub fn put_dentry(&self, parent: u64, d: &Dentry) -> Result<()> {
-        let v = (
-            self.owner,
-            &self.env,
-            parent as i64,
-            d.name.as_slice(),
-            d.ino as i64,
-            d.kind as i32,
-        );
-        self.exec(&self.st.insert_dentry, v)?;
-        Ok(())
+        self.apply(vec![Write::PutDentry(parent, d.clone())])
     }
 
     pub fn delete_dentry(&self, parent: u64, name: &[u8]) -> Result<()> {
-        self.exec(
-            &self.st.delete_dentry,
-            (self.owner, &self.env, parent as i64, name),
-        )?;
+        self.apply(vec![Write::DeleteDentry(parent, name.to_vec())])
+    }
+
+    /// Creates a name unless it exists, as one conditional write decided by
+    /// Cassandra (not by a cache), with `also` applied in the same round
+    /// trip whatever the outcome: true when this call created the name.
+    pub fn create_dentry(&self, parent: u64, d: &Dentry, also: Vec<Write>) -> Result<bool> {
+        let jobs = self.prepare_writes(&also)?;
+        let s = self.conn.session();
+        let ps = &self.st.create_dentry;
+        let v = (
+            self.owner,
+            self.env.clone(),
+            parent as i64,
+            d.name.clone(),
+            d.ino as i64,
+            d.kind as i32,
+        );
+        self.conn.run(1 + jobs.len() as u64, async move {
+            let lwt = s.execute_unpaged(ps, v);
+            let rest = run_parallel(s.clone(), jobs);
+            let (lwt, rest) = tokio::join!(lwt, rest);
+            rest?;
+            Ok(first_bool(result_rows(lwt.map_err(StoreError::request)?)?))
+        })
+    }
+
+    /// Takes the volume's lease for moving directories between parents
+    /// (so that two hosts cannot make a cycle by moving at once); it
+    /// expires after `ttl_secs` should its holder die. True when taken.
+    pub fn take_mover(&self, holder: &str, ttl_secs: i32) -> Result<bool> {
+        let v = (ttl_secs, holder, self.owner, &self.env);
+        Ok(first_bool(self.exec(&self.st.take_mover, v)?))
+    }
+
+    /// Gives the lease back (only if `holder` still has it).
+    pub fn drop_mover(&self, holder: &str) -> Result<()> {
+        self.exec(&self.st.drop_mover, (self.owner, &self.env, holder))?;
         Ok(())
     }
 
-    /// Applies entry removals and insertions as one logged batch: all of
-    /// them happen or (after a failure is reported) possibly none.
-    pub fn change_dentries(&self, removes: &[(u64, &[u8])], puts: &[(u64, &Dentry)]) -> Result<()> {
-        let mut batch = Batch::new(BatchType::Logged);
-        let mut values: Vec<Vec<CqlValue>> = Vec::new();
-        for (parent, name) in removes {
-            batch.append_statement(self.st.delete_dentry.clone());
-            values.push(vec![
-                CqlValue::BigInt(self.owner),
-                CqlValue::Text(self.env.clone()),
-                CqlValue::BigInt(*parent as i64),
-                CqlValue::Blob(name.to_vec()),
-            ]);
+    /// The statements and values of writes, each statement prepared.
+    fn prepare_writes(&self, writes: &[Write]) -> Result<Vec<(PreparedStatement, Cql)>> {
+        let mut out = Vec::with_capacity(writes.len());
+        for w in writes {
+            let cql = w.to_cql(&self.ks, self.owner, &self.env);
+            let known = self.prepared.lock().get(&cql.0).cloned();
+            let ps = match known {
+                Some(ps) => ps,
+                None => {
+                    let ps = self.conn.prepare(cql.0.clone())?;
+                    self.prepared.lock().insert(cql.0.clone(), ps.clone());
+                    ps
+                }
+            };
+            out.push((ps, cql));
         }
-        for (parent, d) in puts {
-            batch.append_statement(self.st.insert_dentry.clone());
-            values.push(vec![
-                CqlValue::BigInt(self.owner),
-                CqlValue::Text(self.env.clone()),
-                CqlValue::BigInt(*parent as i64),
-                CqlValue::Blob(d.name.clone()),
-                CqlValue::BigInt(d.ino as i64),
-                CqlValue::Int(d.kind as i32),
-            ]);
-        }
-        let s = self.conn.session();
-        self.conn.run(1, async move {
-            s.batch(&batch, values).await.map_err(StoreError::request)?;
-            Ok(())
-        })
+        Ok(out)
     }
 
     /// Runs independent writes concurrently: one round trip for all of them.
     /// Each either happened or the call fails (some may have happened).
     pub fn apply(&self, writes: Vec<Write>) -> Result<()> {
+        let jobs = self.prepare_writes(&writes)?;
         let s = self.conn.session();
-        let st = &self.st;
-        let (owner, env) = (self.owner, self.env.clone());
-        let jobs: Vec<(PreparedStatement, Write)> = writes
-            .into_iter()
-            .map(|w| {
-                let ps = match &w {
-                    Write::PutInode(_) => st.insert_inode.clone(),
-                    Write::UpdateAttrs(_) => st.update_attrs.clone(),
-                    Write::DeleteInode(_) => st.delete_inode.clone(),
-                    Write::PutDentry(..) => st.insert_dentry.clone(),
-                    Write::DeleteDentry(..) => st.delete_dentry.clone(),
-                };
-                (ps, w)
-            })
-            .collect();
-        self.conn.run(jobs.len() as u64, async move {
-            let mut set = tokio::task::JoinSet::new();
-            for (ps, w) in jobs {
-                let (s, env) = (s.clone(), env.clone());
-                set.spawn(async move { w.execute(&s, &ps, owner, &env).await });
-            }
-            while let Some(r) = set.join_next().await {
-                r.map_err(StoreError::request)??;
-            }
+        self.conn.run(jobs.len() as u64, run_parallel(s, jobs))
+    }
+
+    /// Applies writes as one logged batch: once Cassandra accepted it, all
+    /// of them happen, even if this process dies at once (one round trip).
+    pub fn apply_atomic(&self, writes: Vec<Write>) -> Result<()> {
+        let jobs = self.prepare_writes(&writes)?;
+        let mut batch = Batch::new(BatchType::Logged);
+        let mut values = Vec::with_capacity(jobs.len());
+        for (ps, (_, v)) in jobs {
+            batch.append_statement(ps);
+            values.push(v);
+        }
+        let s = self.conn.session();
+        self.conn.run(1, async move {
+            s.batch(&batch, values).await.map_err(StoreError::request)?;
             Ok(())
         })
     }
@@ -746,6 +748,34 @@ impl Store {
     }
 }
 
+/// The rows of a result, untyped (none for a result without rows).
+fn result_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<Row>> {
+    if !res.is_rows() {
+        return Ok(Vec::new());
+    }
+    let rows = res.into_rows_result().map_err(StoreError::request)?;
+    let out = rows
+        .rows::<Row>()
+        .map_err(StoreError::request)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(StoreError::request)?;
+    Ok(out)
+}
+
+/// Runs prepared writes concurrently; fails if any failed.
+async fn run_parallel(s: Arc<Session>, jobs: Vec<(PreparedStatement, Cql)>) -> Result<()> {
+    let mut set = tokio::task::JoinSet::new();
+    for (ps, (_, values)) in jobs {
+        let s = s.clone();
+        set.spawn(async move { s.execute_unpaged(&ps, values).await });
+    }
+    while let Some(r) = set.join_next().await {
+        r.map_err(StoreError::request)?
+            .map_err(StoreError::request)?;
+    }
+    Ok(())
+}
+
 /// The (name, ino, kind) rows of a dentry listing.
 fn dentry_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<Dentry>> {
     let rows = res.into_rows_result().map_err(StoreError::request)?;
@@ -771,7 +801,7 @@ async fn fetch_inode(
     let row = rows
         .maybe_first_row::<InodeRow>()
         .map_err(StoreError::request)?;
-    row.map(|r| r.into_inode(ino)).transpose()
+    Ok(row.map(|r| r.into_inode(ino)).transpose()?.flatten())
 }
 
 async fn fetch_dentry(
@@ -792,65 +822,6 @@ async fn fetch_dentry(
         .map_err(StoreError::request)?;
     row.map(|(ino, kind)| dentry_from_row((name.to_vec(), ino, kind)))
         .transpose()
-}
-
-/// One independent write, for [`Store::apply`].
-pub enum Write {
-    PutInode(Inode),
-    UpdateAttrs(Inode),
-    DeleteInode(u64),
-    PutDentry(u64, Dentry),
-    DeleteDentry(u64, Vec<u8>),
-}
-
-impl Write {
-    async fn execute(
-        &self,
-        s: &Session,
-        ps: &PreparedStatement,
-        owner: i64,
-        env: &str,
-    ) -> Result<()> {
-        let r = match self {
-            Write::PutInode(i) => s.execute_unpaged(ps, NewInodeRow::new(owner, env, i)).await,
-            Write::UpdateAttrs(i) => s.execute_unpaged(ps, attr_values(i, owner, env)).await,
-            Write::DeleteInode(ino) => s.execute_unpaged(ps, (owner, env, *ino as i64)).await,
-            Write::PutDentry(parent, d) => {
-                let v = (
-                    owner,
-                    env,
-                    *parent as i64,
-                    d.name.as_slice(),
-                    d.ino as i64,
-                    d.kind as i32,
-                );
-                s.execute_unpaged(ps, v).await
-            }
-            Write::DeleteDentry(parent, name) => {
-                s.execute_unpaged(ps, (owner, env, *parent as i64, name.as_slice()))
-                    .await
-            }
-        };
-        r.map(|_| ()).map_err(StoreError::request)
-    }
-}
-
-type AttrValues<'a> = (i32, i32, i32, i32, i64, i64, i64, i64, i64, &'a str, i64);
-
-fn attr_values<'a>(i: &Inode, owner: i64, env: &'a str) -> AttrValues<'a> {
-    (
-        i.perm as i32,
-        i.uid as i32,
-        i.gid as i32,
-        i.nlink as i32,
-        i.atime_ns,
-        i.mtime_ns,
-        i.ctime_ns,
-        i.parent as i64,
-        owner,
-        env,
-        i.ino as i64,
-    )
 }
 
 /// Lower-case hex of a hash, for messages.
