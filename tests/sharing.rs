@@ -1,6 +1,8 @@
-//! Two daemons mounting one volume see each other's closed files at once
-//! (with every cache TTL at 0); distinct volumes of one keyspace are
-//! isolated.
+//! Two daemons mounting one volume see each other's closed files: at once
+//! with every cache TTL at 0, and at the default flags once their caches
+//! expire (new names and attribute changes within `fcache_ttl` +
+//! `entry_ttl`; a new open of an existing name sees new content at once).
+//! Distinct volumes of one keyspace are isolated.
 
 mod common;
 
@@ -8,21 +10,71 @@ use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs;
 use std::io::Write;
+use std::time::Duration;
 
 use common::*;
 
-#[test]
-fn two_mounts_see_each_others_closed_files() {
+/// How the two mounts of a sharing test are made.
+#[derive(Clone, Copy, Debug)]
+enum Flags {
+    /// Every TTL 0: each host sees the other's changes at once.
+    Uncached,
+    /// The defaults users run: new names and attribute changes of the other
+    /// host show up once the caches expire (`fcache_ttl` 60 s + `entry_ttl`).
+    Default,
+}
+
+impl Flags {
+    fn mount(self, vol: &Volume) -> Mount {
+        match self {
+            Flags::Uncached => vol.mount_uncached(&[]),
+            Flags::Default => vol.mount(&[]),
+        }
+    }
+
+    /// How long a host may take to see the other host's new names and
+    /// attribute changes: no time at all with TTLs 0 (checked once).
+    fn limit(self) -> Duration {
+        match self {
+            Flags::Uncached => Duration::ZERO,
+            Flags::Default => Duration::from_secs(75),
+        }
+    }
+
+    /// Asserts `f` becomes true within [`Flags::limit`].
+    #[track_caller]
+    fn eventually(self, what: &str, f: impl FnMut() -> bool) {
+        let limit = self.limit();
+        assert!(wait_until(limit, f), "{self:?}: {what} (within {limit:?})");
+    }
+}
+
+/// Whether `p` reads as exactly `want`.
+fn reads_as(p: &std::path::Path, want: &[u8]) -> bool {
+    fs::read(p).is_ok_and(|d| d == want)
+}
+
+/// Whether `p` does not exist.
+fn is_gone(p: &std::path::Path) -> bool {
+    fs::symlink_metadata(p).is_err_and(|e| errno(&e) == libc::ENOENT)
+}
+
+// Closed files, overwrites, directories, renames, unlinks and chmods of one
+// host are seen by the other.
+fn see_each_others_closed_files(flags: Flags) {
     let vol = Volume::unique("shared");
-    let a = vol.mount_uncached(&[]);
-    let b = vol.mount_uncached(&[]);
+    let a = flags.mount(&vol);
+    let b = flags.mount(&vol);
 
     // B looks first (and would cache a negative entry if it were wrong to).
     assert_errno(fs::metadata(b.join("f")), libc::ENOENT, "not there yet");
     write(&a.join("f"), b"from A");
-    assert_eq!(read(&b.join("f")), b"from A", "B reads A's closed file");
+    flags.eventually("B reads A's closed file", || {
+        reads_as(&b.join("f"), b"from A")
+    });
 
-    // An overwrite on A replaces what B read (B's page cache revalidated).
+    // An overwrite on A replaces what B read (B's page cache revalidated):
+    // a new open sees it at once whatever the flags.
     write(&a.join("f"), b"A again, longer");
     assert_eq!(
         read(&b.join("f")),
@@ -33,7 +85,7 @@ fn two_mounts_see_each_others_closed_files() {
     // And the other way round, with a big (block-stored) file.
     let big = pattern(unique_seed(), 1_500_000);
     write(&b.join("big"), &big);
-    assert_eq!(read(&a.join("big")), big, "A reads B's big file");
+    flags.eventually("A reads B's big file", || reads_as(&a.join("big"), &big));
 
     // A file still open for writing on A is not half-visible on B; after
     // close it is complete.
@@ -42,59 +94,64 @@ fn two_mounts_see_each_others_closed_files() {
         f.write_all(b"part 1,").expect("write");
         f.write_all(b" part 2").expect("write");
     }
-    assert_eq!(read(&b.join("inprogress")), b"part 1, part 2");
+    flags.eventually("B reads the complete file", || {
+        reads_as(&b.join("inprogress"), b"part 1, part 2")
+    });
 
     // Directories.
     fs::create_dir(a.join("dir")).expect("mkdir on A");
     write(&a.join("dir/inner"), b"inner");
-    assert!(b.join("dir").is_dir(), "B sees A's directory");
-    assert_eq!(names(&b.join("dir")).len(), 1, "B lists A's directory");
+    flags.eventually("B sees A's directory", || b.join("dir").is_dir());
+    flags.eventually("B lists A's directory", || {
+        fs::read_dir(b.join("dir")).is_ok_and(|d| d.count() == 1)
+    });
 
     // Rename on A.
     fs::rename(a.join("f"), a.join("dir/g")).expect("rename on A");
-    assert_errno(
-        fs::metadata(b.join("f")),
-        libc::ENOENT,
-        "old name gone on B",
-    );
-    assert_eq!(read(&b.join("dir/g")), b"A again, longer", "new name on B");
-    assert!(
-        !names(b.path()).contains(&OsString::from("f")),
-        "not listed on B"
-    );
+    flags.eventually("old name gone on B", || is_gone(&b.join("f")));
+    flags.eventually("new name on B", || {
+        reads_as(&b.join("dir/g"), b"A again, longer")
+    });
+    flags.eventually("not listed on B", || {
+        !names(b.path()).contains(&OsString::from("f"))
+    });
 
     // Unlink on A.
     fs::remove_file(a.join("dir/inner")).expect("unlink on A");
-    assert_errno(
-        fs::metadata(b.join("dir/inner")),
-        libc::ENOENT,
-        "unlinked file gone on B",
-    );
-    assert_eq!(names(&b.join("dir")).len(), 1, "B lists one entry left");
+    flags.eventually("unlinked file gone on B", || is_gone(&b.join("dir/inner")));
+    flags.eventually("B lists one entry left", || {
+        names(&b.join("dir")).len() == 1
+    });
 
     // Attributes changed on B are seen on A.
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(b.join("big"), fs::Permissions::from_mode(0o611)).expect("chmod on B");
-    assert_eq!(
-        fs::metadata(a.join("big"))
-            .expect("stat on A")
-            .permissions()
-            .mode()
-            & 0o7777,
-        0o611,
-        "A sees B's chmod"
-    );
+    flags.eventually("A sees B's chmod", || {
+        fs::metadata(a.join("big")).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o611)
+    });
 
     // Directory rename on B, seen on A.
     fs::rename(b.join("dir"), b.join("dir2")).expect("rename dir on B");
-    assert_errno(
-        fs::metadata(a.join("dir")),
-        libc::ENOENT,
-        "old dir gone on A",
-    );
-    assert_eq!(read(&a.join("dir2/g")), b"A again, longer");
+    flags.eventually("old dir gone on A", || is_gone(&a.join("dir")));
+    flags.eventually("A reads through the renamed dir", || {
+        reads_as(&a.join("dir2/g"), b"A again, longer")
+    });
 }
 
+// Uncached: each host sees the other's changes at once.
+#[test]
+fn two_mounts_see_each_others_closed_files() {
+    see_each_others_closed_files(Flags::Uncached);
+}
+
+// Default flags: the same, once the caches expire.
+#[test]
+fn two_mounts_see_each_others_closed_files_default_flags() {
+    see_each_others_closed_files(Flags::Default);
+}
+
+// Volumes of one keyspace (by owner and environment) are isolated; blocks
+// are shared per owner only.
 #[test]
 fn volumes_are_isolated() {
     let ks = fresh_keyspace("isolation");
@@ -161,12 +218,16 @@ fn volumes_are_isolated() {
     );
 }
 
-#[test]
-fn fsync_publishes_and_unflushed_writes_stay_private() {
+// Writes are private until close/fsync; an fsync publishes them while the
+// file stays open; xattrs are shared too.
+fn fsync_publishes_and_unflushed_writes_stay_private_with(flags: Flags) {
     let vol = Volume::unique("fsync");
-    let a = vol.mount_uncached(&[]);
-    let b = vol.mount_uncached(&[]);
+    let a = flags.mount(&vol);
+    let b = flags.mount(&vol);
     write(&a.join("f"), b"committed v1");
+    flags.eventually("B sees A's new file", || {
+        reads_as(&b.join("f"), b"committed v1")
+    });
     let mut f = fs::OpenOptions::new()
         .write(true)
         .truncate(true)
@@ -180,6 +241,7 @@ fn fsync_publishes_and_unflushed_writes_stay_private() {
         "B must not see A's unflushed writes"
     );
     f.sync_all().expect("fsync on A");
+    // A new open sees the latest commit at once, whatever the flags.
     assert_eq!(
         read(&b.join("f")),
         b"uncommitted v2",
@@ -189,19 +251,32 @@ fn fsync_publishes_and_unflushed_writes_stay_private() {
     assert_eq!(read(&b.join("f")), b"uncommitted v2");
     // xattrs too.
     setxattr(&a.join("f"), "user.tag", b"from A", 0).expect("setxattr on A");
-    assert_eq!(
-        getxattr(&b.join("f"), "user.tag").expect("getxattr on B"),
-        b"from A"
-    );
+    flags.eventually("B reads A's xattr", || {
+        getxattr(&b.join("f"), "user.tag").is_ok_and(|v| v == b"from A")
+    });
 }
 
+// Uncached.
 #[test]
-fn concurrent_creators_on_two_mounts_get_distinct_inodes() {
+fn fsync_publishes_and_unflushed_writes_stay_private() {
+    fsync_publishes_and_unflushed_writes_stay_private_with(Flags::Uncached);
+}
+
+// Default flags.
+#[test]
+fn fsync_publishes_and_unflushed_writes_stay_private_default_flags() {
+    fsync_publishes_and_unflushed_writes_stay_private_with(Flags::Default);
+}
+
+// Both hosts create files in one directory at once: each host lists all of
+// them (at the defaults once its caches expire), with distinct inodes.
+fn concurrent_creators_get_distinct_inodes(flags: Flags) {
     use std::os::unix::fs::MetadataExt;
     let vol = Volume::unique("twowriters");
-    let a = vol.mount_uncached(&[]);
-    let b = vol.mount_uncached(&[]);
+    let a = flags.mount(&vol);
+    let b = flags.mount(&vol);
     fs::create_dir(a.join("d")).expect("mkdir on A");
+    flags.eventually("B sees A's directory", || b.join("d").is_dir());
     let per = 60;
     std::thread::scope(|s| {
         for (tag, m) in [("a", &a), ("b", &b)] {
@@ -214,8 +289,10 @@ fn concurrent_creators_on_two_mounts_get_distinct_inodes() {
         }
     });
     for (side, m) in [("A", &a), ("B", &b)] {
+        flags.eventually(&format!("{side} lists every file of both"), || {
+            names(&m.join("d")).len() == 2 * per
+        });
         let listed = names(&m.join("d"));
-        assert_eq!(listed.len(), 2 * per, "{side} lists every file of both");
         let mut inos = BTreeSet::new();
         for n in &listed {
             let p = m.join("d").join(n);
@@ -224,4 +301,16 @@ fn concurrent_creators_on_two_mounts_get_distinct_inodes() {
         }
         assert_eq!(inos.len(), 2 * per, "{side}: inode numbers are distinct");
     }
+}
+
+// Uncached.
+#[test]
+fn concurrent_creators_on_two_mounts_get_distinct_inodes() {
+    concurrent_creators_get_distinct_inodes(Flags::Uncached);
+}
+
+// Default flags.
+#[test]
+fn concurrent_creators_on_two_mounts_get_distinct_inodes_default_flags() {
+    concurrent_creators_get_distinct_inodes(Flags::Default);
 }

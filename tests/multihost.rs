@@ -1,0 +1,700 @@
+//! Two mounts of one volume (two `cassfs` daemons = two "hosts") at the
+//! DEFAULT flags, where each host trusts its caches for up to `fcache_ttl`
+//! (60 s) + `entry_ttl` (1 s). Seeing another host's new names and attribute
+//! changes may take that long, but these safety properties must hold at once:
+//! creating a name never destroys another host's name; attribute writes
+//! change only what they change; link counts stay exact; a deleted inode
+//! stays deleted; renames keep the tree a tree; new opens see the latest
+//! commit. Every check of "what is really stored" uses a fresh third mount.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::ffi::{CString, OsString};
+use std::fs::{self, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
+use std::os::unix::io::AsRawFd;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::*;
+
+/// How long a default-flags host may take to see another host's change.
+const SEE: Duration = Duration::from_secs(75);
+
+fn c_path(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
+}
+
+fn check(r: libc::c_int) -> io::Result<()> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// mkfifo(3) with mode 0644.
+fn mkfifo(p: &Path) -> io::Result<()> {
+    let c = c_path(p);
+    // SAFETY: a valid NUL-terminated path.
+    check(unsafe { libc::mkfifo(c.as_ptr(), 0o644) })
+}
+
+/// fchmod(2).
+fn fchmod(f: &fs::File, mode: u32) -> io::Result<()> {
+    // SAFETY: a file descriptor we own.
+    check(unsafe { libc::fchmod(f.as_raw_fd(), mode as libc::mode_t) })
+}
+
+/// fsetxattr(2).
+fn fsetxattr(f: &fs::File, name: &str, value: &[u8]) -> io::Result<()> {
+    let n = CString::new(name).expect("name without NUL");
+    // SAFETY: a file descriptor we own; valid name and value buffers.
+    check(unsafe {
+        libc::fsetxattr(
+            f.as_raw_fd(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            0,
+        )
+    })
+}
+
+/// chown(2).
+fn chown(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
+    let c = c_path(p);
+    // SAFETY: a valid NUL-terminated path.
+    check(unsafe { libc::chown(c.as_ptr(), uid, gid) })
+}
+
+fn mode_of(p: &Path) -> u32 {
+    fs::metadata(p)
+        .unwrap_or_else(|e| panic!("stat {}: {e}", p.display()))
+        .permissions()
+        .mode()
+        & 0o7777
+}
+
+fn meta(p: &Path) -> fs::Metadata {
+    fs::symlink_metadata(p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()))
+}
+
+fn set_of(items: &[&str]) -> BTreeSet<OsString> {
+    items.iter().map(OsString::from).collect()
+}
+
+/// Asserts `r` failed with one of `allowed`.
+#[track_caller]
+fn assert_errno_in<T: std::fmt::Debug>(r: io::Result<T>, allowed: &[i32], what: &str) {
+    match r {
+        Ok(v) => panic!("{what}: expected one of errno {allowed:?}, got success {v:?}"),
+        Err(e) => assert!(
+            allowed.contains(&errno(&e)),
+            "{what}: expected one of errno {allowed:?}, got {e}"
+        ),
+    }
+}
+
+// The user's scenario: B lists up/; A makes up/2026 and writes a photo into
+// it; B's mkdir up/2026 must fail with EEXIST (not replace A's directory),
+// and a fresh mount still reads A's photo.
+#[test]
+fn mkdir_on_stale_host_fails_and_keeps_other_hosts_directory() {
+    let vol = Volume::unique("mh-upload");
+    let a = vol.mount(&[]);
+    fs::create_dir(a.join("up")).expect("mkdir up on A");
+    let b = vol.mount(&[]);
+    assert!(names(&b.join("up")).is_empty(), "B lists an empty up/");
+    assert_errno(
+        fs::metadata(b.join("up/2026")),
+        libc::ENOENT,
+        "B looks up up/2026 before A creates it",
+    );
+
+    fs::create_dir(a.join("up/2026")).expect("mkdir up/2026 on A");
+    let photo = pattern(unique_seed(), 300_000);
+    write(&a.join("up/2026/photo.jpg"), &photo);
+
+    assert_errno(
+        fs::create_dir(b.join("up/2026")),
+        libc::EEXIST,
+        "B's mkdir of the directory A just made",
+    );
+    assert_eq!(
+        read(&a.join("up/2026/photo.jpg")),
+        photo,
+        "A still reads its photo"
+    );
+
+    let c = vol.mount(&[]);
+    assert_eq!(
+        read(&c.join("up/2026/photo.jpg")),
+        photo,
+        "a fresh mount reads A's photo"
+    );
+    assert_eq!(
+        names(&c.join("up")),
+        set_of(&["2026"]),
+        "up/ on a fresh mount"
+    );
+    assert_eq!(
+        names(&c.join("up/2026")),
+        set_of(&["photo.jpg"]),
+        "up/2026 on a fresh mount"
+    );
+    assert_eq!(meta(&c.join("up")).nlink(), 3, "up's link count");
+
+    // Once its caches expire, B sees A's directory and photo too.
+    assert!(
+        wait_until(SEE, || fs::read(b.join("up/2026/photo.jpg"))
+            .is_ok_and(|d| d == photo)),
+        "B never saw A's photo within {SEE:?}"
+    );
+}
+
+// Every way of creating a name (O_EXCL, mkdir, link, symlink, mkfifo,
+// RENAME_NOREPLACE) fails with EEXIST on B for a name A created after B
+// looked it up; a fresh mount shows A's files untouched.
+#[test]
+fn exclusive_creates_on_stale_host_fail_with_eexist() {
+    let vol = Volume::unique("mh-excl");
+    let a = vol.mount(&[]);
+    fs::create_dir(a.join("d")).expect("mkdir d on A");
+    let b = vol.mount(&[]);
+    write(&b.join("b_src"), b"B's link source");
+    write(&b.join("b_move"), b"B's rename source");
+    let targets = ["excl", "dir", "link", "sym", "fifo", "renamed"];
+    assert!(names(&b.join("d")).is_empty(), "B lists an empty d");
+    for t in targets {
+        assert_errno(
+            fs::symlink_metadata(b.join("d").join(t)),
+            libc::ENOENT,
+            &format!("B looks up d/{t} before A creates it"),
+        );
+    }
+    for t in targets {
+        write(&a.join("d").join(t), format!("A's {t}").as_bytes());
+    }
+
+    assert_errno(
+        OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(b.join("d/excl")),
+        libc::EEXIST,
+        "B's open(O_CREAT|O_EXCL)",
+    );
+    assert_errno(fs::create_dir(b.join("d/dir")), libc::EEXIST, "B's mkdir");
+    assert_errno(
+        fs::hard_link(b.join("b_src"), b.join("d/link")),
+        libc::EEXIST,
+        "B's link",
+    );
+    assert_errno(
+        std::os::unix::fs::symlink("../b_src", b.join("d/sym")),
+        libc::EEXIST,
+        "B's symlink",
+    );
+    assert_errno(mkfifo(&b.join("d/fifo")), libc::EEXIST, "B's mkfifo");
+    assert_errno(
+        renameat2(
+            &b.join("b_move"),
+            &b.join("d/renamed"),
+            libc::RENAME_NOREPLACE,
+        ),
+        libc::EEXIST,
+        "B's renameat2(RENAME_NOREPLACE)",
+    );
+    assert_eq!(
+        read(&b.join("b_move")),
+        b"B's rename source",
+        "B's rename source stays"
+    );
+
+    let c = vol.mount(&[]);
+    assert_eq!(
+        names(&c.join("d")),
+        set_of(&targets),
+        "d on a fresh mount holds A's names"
+    );
+    for t in targets {
+        let p = c.join("d").join(t);
+        let m = meta(&p);
+        assert!(m.is_file(), "d/{t} is still A's regular file: {m:?}");
+        assert_eq!(m.nlink(), 1, "d/{t} has one name");
+        assert_eq!(read(&p), format!("A's {t}").as_bytes(), "d/{t}'s content");
+    }
+    assert_eq!(
+        meta(&c.join("b_src")).nlink(),
+        1,
+        "B's link source: one name"
+    );
+    assert_eq!(read(&c.join("b_move")), b"B's rename source");
+    assert_eq!(meta(&c.join("d")).nlink(), 2, "d has no subdirectory");
+}
+
+// A plain O_CREAT (no O_EXCL) on B of a name A created after B looked it up
+// opens A's file: without O_TRUNC B reads A's content, with O_TRUNC it is an
+// overwrite of that file. A fresh mount sees one file per name, nothing lost.
+#[test]
+fn plain_create_on_stale_host_opens_other_hosts_file() {
+    let vol = Volume::unique("mh-creat");
+    let a = vol.mount(&[]);
+    fs::create_dir(a.join("d")).expect("mkdir d on A");
+    let b = vol.mount(&[]);
+    assert!(names(&b.join("d")).is_empty(), "B lists an empty d");
+    for n in ["keep", "trunc"] {
+        assert_errno(
+            fs::metadata(b.join("d").join(n)),
+            libc::ENOENT,
+            &format!("B looks up d/{n} first"),
+        );
+    }
+    write(&a.join("d/keep"), b"A's kept content");
+    write(&a.join("d/trunc"), b"A's content, to be overwritten");
+    let ino_keep = meta(&a.join("d/keep")).ino();
+    let ino_trunc = meta(&a.join("d/trunc")).ino();
+
+    {
+        let mut f = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(b.join("d/keep"))
+            .expect("B's open(O_CREAT) of d/keep");
+        let mut got = Vec::new();
+        f.read_to_end(&mut got).expect("read on B");
+        assert_eq!(got, b"A's kept content", "B's O_CREAT opened A's file");
+    }
+    {
+        let mut f = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(b.join("d/trunc"))
+            .expect("B's open(O_CREAT|O_TRUNC) of d/trunc");
+        f.write_all(b"B's overwrite").expect("write on B");
+    }
+    assert_eq!(read(&a.join("d/keep")), b"A's kept content");
+    assert_eq!(
+        read(&a.join("d/trunc")),
+        b"B's overwrite",
+        "A's new open sees B's overwrite"
+    );
+
+    let c = vol.mount(&[]);
+    assert_eq!(
+        names(&c.join("d")),
+        set_of(&["keep", "trunc"]),
+        "d on a fresh mount: one entry per name"
+    );
+    assert_eq!(read(&c.join("d/keep")), b"A's kept content");
+    assert_eq!(read(&c.join("d/trunc")), b"B's overwrite");
+    for (n, ino) in [("keep", ino_keep), ("trunc", ino_trunc)] {
+        let m = meta(&c.join("d").join(n));
+        assert_eq!(m.nlink(), 1, "d/{n} has one name");
+        assert_eq!(m.ino(), ino, "d/{n} is still A's inode");
+    }
+}
+
+// chmod 700 of a directory on B survives A (which had the directory cached)
+// creating a file and a subdirectory inside it.
+#[test]
+fn chmod_on_one_host_survives_creates_inside_on_the_other() {
+    let vol = Volume::unique("mh-chmoddir");
+    let a = vol.mount(&[]);
+    fs::create_dir(a.join("perm")).expect("mkdir perm on A");
+    assert_eq!(mode_of(&a.join("perm")), 0o755, "perm's initial mode");
+    let b = vol.mount(&[]);
+    assert_eq!(mode_of(&b.join("perm")), 0o755, "B sees perm");
+    fs::set_permissions(b.join("perm"), fs::Permissions::from_mode(0o700)).expect("chmod on B");
+    assert_eq!(mode_of(&a.join("perm")), 0o755, "A still has perm cached");
+
+    write(&a.join("perm/file"), b"inside");
+    fs::create_dir(a.join("perm/sub")).expect("mkdir perm/sub on A");
+
+    let c = vol.mount(&[]);
+    assert_eq!(
+        mode_of(&c.join("perm")),
+        0o700,
+        "B's chmod of perm survives A's creates inside it"
+    );
+    assert_eq!(names(&c.join("perm")), set_of(&["file", "sub"]));
+    assert_eq!(meta(&c.join("perm")).nlink(), 3, "perm's link count");
+    assert_eq!(read(&c.join("perm/file")), b"inside");
+}
+
+// Attribute writes on two hosts to one file (each host having the file
+// cached) both survive: chmod vs utimes, utimes vs chmod, chmod vs
+// truncate, xattr vs xattr, chown vs chmod.
+#[test]
+fn attribute_writes_on_two_hosts_both_survive() {
+    let vol = Volume::unique("mh-attrs");
+    let a = vol.mount(&[]);
+    for i in 1..=5 {
+        write(&a.join(format!("f{i}")), b"0123456789");
+    }
+    let b = vol.mount(&[]);
+    for i in 1..=5 {
+        let p = format!("f{i}");
+        assert_eq!(mode_of(&a.join(&p)), 0o644, "A has {p} cached");
+        assert_eq!(mode_of(&b.join(&p)), 0o644, "B has {p} cached");
+    }
+    let t1 = (1_000_000_000, 0);
+    let t2 = (1_100_000_000, 0);
+
+    // f1: chmod on B, utimes on A.
+    fs::set_permissions(b.join("f1"), fs::Permissions::from_mode(0o600)).expect("chmod f1 on B");
+    set_times(&a.join("f1"), t1, t1).expect("utimes f1 on A");
+    // f2: utimes on B, chmod on A.
+    set_times(&b.join("f2"), t2, t2).expect("utimes f2 on B");
+    fs::set_permissions(a.join("f2"), fs::Permissions::from_mode(0o640)).expect("chmod f2 on A");
+    // f3: chmod on B, ftruncate on A.
+    fs::set_permissions(b.join("f3"), fs::Permissions::from_mode(0o604)).expect("chmod f3 on B");
+    OpenOptions::new()
+        .write(true)
+        .open(a.join("f3"))
+        .expect("open f3 on A")
+        .set_len(3)
+        .expect("ftruncate f3 on A");
+    // f4: an xattr on each host.
+    setxattr(&b.join("f4"), "user.from_b", b"B", 0).expect("setxattr f4 on B");
+    setxattr(&a.join("f4"), "user.from_a", b"A", 0).expect("setxattr f4 on A");
+    // f5: chown on B, chmod on A.
+    chown(&b.join("f5"), 1234, 4321).expect("chown f5 on B");
+    fs::set_permissions(a.join("f5"), fs::Permissions::from_mode(0o700)).expect("chmod f5 on A");
+
+    let c = vol.mount(&[]);
+    let m1 = meta(&c.join("f1"));
+    assert_eq!(
+        m1.mode() & 0o7777,
+        0o600,
+        "f1: B's chmod survives A's utimes"
+    );
+    assert_eq!(m1.mtime(), t1.0, "f1: A's utimes");
+    let m2 = meta(&c.join("f2"));
+    assert_eq!(m2.mtime(), t2.0, "f2: B's utimes survives A's chmod");
+    assert_eq!(m2.mode() & 0o7777, 0o640, "f2: A's chmod");
+    let m3 = meta(&c.join("f3"));
+    assert_eq!(
+        m3.mode() & 0o7777,
+        0o604,
+        "f3: B's chmod survives A's truncate"
+    );
+    assert_eq!(m3.len(), 3, "f3: A's truncate");
+    assert_eq!(read(&c.join("f3")), b"012", "f3's content");
+    assert_eq!(
+        getxattr(&c.join("f4"), "user.from_b").expect("f4: B's xattr survives A's"),
+        b"B"
+    );
+    assert_eq!(
+        getxattr(&c.join("f4"), "user.from_a").expect("f4: A's xattr"),
+        b"A"
+    );
+    let m5 = meta(&c.join("f5"));
+    assert_eq!(
+        (m5.uid(), m5.gid()),
+        (1234, 4321),
+        "f5: B's chown survives A's chmod"
+    );
+    assert_eq!(m5.mode() & 0o7777, 0o700, "f5: A's chmod");
+    for i in [1, 2, 4, 5] {
+        assert_eq!(
+            read(&c.join(format!("f{i}"))),
+            b"0123456789",
+            "f{i}'s content"
+        );
+    }
+}
+
+// Both hosts create and remove subdirectories and hard links in one
+// directory at the same time; a fresh mount then sees exact link counts.
+#[test]
+fn link_counts_stay_exact_under_concurrent_changes_on_two_hosts() {
+    let vol = Volume::unique("mh-nlink");
+    let a = vol.mount(&[]);
+    fs::create_dir(a.join("d")).expect("mkdir d on A");
+    write(&a.join("d/target"), b"linked");
+    let b = vol.mount(&[]);
+    assert_eq!(read(&b.join("d/target")), b"linked", "B sees d/target");
+    let per: usize = 24;
+    std::thread::scope(|s| {
+        for (tag, m) in [("a", &a), ("b", &b)] {
+            s.spawn(move || {
+                let d = m.join("d");
+                for i in 0..per {
+                    let dir = d.join(format!("{tag}dir{i:02}"));
+                    let link = d.join(format!("{tag}link{i:02}"));
+                    fs::create_dir(&dir).unwrap_or_else(|e| panic!("mkdir {}: {e}", dir.display()));
+                    fs::hard_link(d.join("target"), &link)
+                        .unwrap_or_else(|e| panic!("link {}: {e}", link.display()));
+                    if i % 3 == 0 {
+                        fs::remove_dir(&dir)
+                            .unwrap_or_else(|e| panic!("rmdir {}: {e}", dir.display()));
+                        fs::remove_file(&link)
+                            .unwrap_or_else(|e| panic!("unlink {}: {e}", link.display()));
+                    }
+                }
+            });
+        }
+    });
+    let kept = 2 * (per - per.div_ceil(3)) as u64;
+
+    let c = vol.mount(&[]);
+    let d = c.join("d");
+    let listed = names(&d);
+    let dirs = listed
+        .iter()
+        .filter(|n| n.to_string_lossy().contains("dir"))
+        .count() as u64;
+    let links = listed
+        .iter()
+        .filter(|n| n.to_string_lossy().contains("link"))
+        .count() as u64;
+    assert_eq!(dirs, kept, "subdirectories listed: {listed:?}");
+    assert_eq!(links, kept, "links listed: {listed:?}");
+    assert_eq!(
+        meta(&d).nlink(),
+        2 + dirs,
+        "d's st_nlink = 2 + its subdirectories"
+    );
+    let target = meta(&d.join("target"));
+    assert_eq!(
+        target.nlink(),
+        1 + links,
+        "target's st_nlink = the number of its names"
+    );
+    for n in &listed {
+        let m = meta(&d.join(n));
+        if n.to_string_lossy().contains("dir") {
+            assert_eq!(m.nlink(), 2, "{n:?}: an empty directory");
+        } else {
+            assert_eq!(m.ino(), target.ino(), "{n:?} is a name of target");
+        }
+    }
+    assert_eq!(meta(c.path()).nlink(), 3, "the root: 2 + d");
+}
+
+// A file deleted on B while A has it open stays deleted: A's fchmod,
+// fsetxattr, writes and close through the open fd must not bring it back.
+// Same for a file A only had cached (chmod, setxattr, utimes, a write
+// without O_CREAT on its path).
+#[test]
+fn file_deleted_on_one_host_stays_deleted() {
+    let vol = Volume::unique("mh-deleted");
+    let a = vol.mount(&[]);
+    write(&a.join("open"), b"original content");
+    write(&a.join("cached"), b"original content");
+    write(&a.join("witness"), b"stays");
+    let b = vol.mount(&[]);
+    assert_eq!(read(&b.join("open")), b"original content", "B sees open");
+    assert_eq!(
+        read(&b.join("cached")),
+        b"original content",
+        "B sees cached"
+    );
+    assert_eq!(read(&a.join("cached")), b"original content", "A caches it");
+
+    let mut f = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(a.join("open"))
+        .expect("open on A");
+    fs::remove_file(b.join("open")).expect("unlink open on B");
+    fs::remove_file(b.join("cached")).expect("unlink cached on B");
+
+    // What A does to the deleted inodes may succeed or fail; either way it
+    // must not bring the names back.
+    let r1 = fchmod(&f, 0o600);
+    let r2 = fsetxattr(&f, "user.after", b"unlink");
+    let r3 = f.write_all(b"written after the unlink on B");
+    let r4 = f.sync_all();
+    drop(f);
+    let r5 = fs::set_permissions(a.join("cached"), fs::Permissions::from_mode(0o600));
+    let r6 = setxattr(&a.join("cached"), "user.after", b"unlink", 0);
+    let r7 = set_times(&a.join("cached"), (1_000_000_000, 0), (1_000_000_000, 0));
+    let r8 = OpenOptions::new()
+        .write(true)
+        .open(a.join("cached"))
+        .and_then(|mut g| g.write_all(b"written after the unlink on B"));
+    eprintln!(
+        "A on the deleted inodes: fchmod {r1:?}, fsetxattr {r2:?}, write {r3:?}, fsync {r4:?}, \
+         chmod {r5:?}, setxattr {r6:?}, utimes {r7:?}, write {r8:?}"
+    );
+
+    let c = vol.mount(&[]);
+    for n in ["open", "cached"] {
+        assert_errno(
+            fs::symlink_metadata(c.join(n)),
+            libc::ENOENT,
+            &format!("{n} deleted on B is gone on a fresh mount"),
+        );
+    }
+    assert_eq!(
+        names(c.path()),
+        set_of(&["witness"]),
+        "the root listing on a fresh mount"
+    );
+    assert_eq!(read(&c.join("witness")), b"stays");
+}
+
+// A directory removed on B while A has it cached stays removed: A's chmod,
+// utimes and setxattr on its path must not bring it back.
+#[test]
+fn directory_removed_on_one_host_stays_removed() {
+    let vol = Volume::unique("mh-rmdir");
+    let a = vol.mount(&[]);
+    fs::create_dir(a.join("d")).expect("mkdir d on A");
+    fs::create_dir(a.join("keep")).expect("mkdir keep on A");
+    let b = vol.mount(&[]);
+    assert!(b.join("d").is_dir(), "B sees d");
+    assert!(a.join("d").is_dir(), "A has d cached");
+    fs::remove_dir(b.join("d")).expect("rmdir d on B");
+
+    let r1 = fs::set_permissions(a.join("d"), fs::Permissions::from_mode(0o700));
+    let r2 = set_times(&a.join("d"), (1_000_000_000, 0), (1_000_000_000, 0));
+    let r3 = setxattr(&a.join("d"), "user.after", b"rmdir", 0);
+    eprintln!("A on the removed directory: chmod {r1:?}, utimes {r2:?}, setxattr {r3:?}");
+
+    let c = vol.mount(&[]);
+    assert_errno(
+        fs::symlink_metadata(c.join("d")),
+        libc::ENOENT,
+        "d removed on B is gone on a fresh mount",
+    );
+    assert_eq!(names(c.path()), set_of(&["keep"]), "the root listing");
+    assert_eq!(meta(c.path()).nlink(), 3, "the root: 2 + keep");
+}
+
+/// Walks the tree under `root` (not following symlinks) and returns the
+/// relative paths of all entries; panics if a directory is reached twice or
+/// the walk goes deeper than 64 levels (a cycle).
+fn walk(root: &Path) -> Vec<PathBuf> {
+    fn go(root: &Path, rel: &Path, depth: usize, seen: &mut BTreeSet<u64>, out: &mut Vec<PathBuf>) {
+        assert!(depth < 64, "walk deeper than 64 levels at {rel:?}: a cycle");
+        let dir = root.join(rel);
+        let ino = meta(&dir).ino();
+        assert!(
+            seen.insert(ino),
+            "directory inode {ino} reached twice (again at {rel:?}): a cycle"
+        );
+        for n in names(&dir) {
+            let child = rel.join(&n);
+            out.push(child.clone());
+            if meta(&root.join(&child)).is_dir() {
+                go(root, &child, depth + 1, seen, out);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    go(root, Path::new(""), 0, &mut BTreeSet::new(), &mut out);
+    out
+}
+
+// B moves y into x while A has both cached at the root; A's move of x into
+// y (now x's descendant) must fail, and a fresh mount sees a tree without
+// cycles in which every directory is reachable once.
+#[test]
+fn rename_into_own_descendant_across_hosts_is_refused() {
+    let vol = Volume::unique("mh-cycle");
+    let a = vol.mount(&[]);
+    fs::create_dir(a.join("x")).expect("mkdir x on A");
+    fs::create_dir(a.join("y")).expect("mkdir y on A");
+    write(&a.join("x/fx"), b"in x");
+    write(&a.join("y/fy"), b"in y");
+    let b = vol.mount(&[]);
+    assert!(b.join("x").is_dir() && b.join("y").is_dir(), "B sees x, y");
+    assert!(a.join("x").is_dir() && a.join("y").is_dir(), "A has x, y");
+
+    fs::rename(b.join("y"), b.join("x/y")).expect("B moves y into x");
+
+    assert_errno_in(
+        fs::rename(a.join("x"), a.join("y/x2")),
+        &[libc::EINVAL, libc::ENOENT],
+        "A's move of x into y, which B moved into x",
+    );
+    assert_errno_in(
+        fs::rename(a.join("x"), a.join("x/y/x2")),
+        &[libc::EINVAL, libc::ENOENT],
+        "A's move of x into x/y",
+    );
+
+    let c = vol.mount(&[]);
+    let all: BTreeSet<PathBuf> = walk(c.path()).into_iter().collect();
+    let want: BTreeSet<PathBuf> = ["x", "x/fx", "x/y", "x/y/fy"]
+        .into_iter()
+        .map(PathBuf::from)
+        .collect();
+    assert_eq!(all, want, "the tree on a fresh mount");
+    assert_eq!(read(&c.join("x/y/fy")), b"in y");
+    assert_eq!(meta(c.path()).nlink(), 3, "the root: 2 + x");
+    assert_eq!(meta(&c.join("x")).nlink(), 3, "x: 2 + y");
+    assert_eq!(meta(&c.join("x/y")).nlink(), 2, "y: no subdirectory");
+}
+
+// A new open on B sees A's latest commit at once, while B still holds an fd
+// opened on the old content; B's later writes through a new fd build on
+// the latest content, never on the old one.
+#[test]
+fn new_opens_see_the_latest_commit() {
+    let vol = Volume::unique("mh-open");
+    let a = vol.mount(&[]);
+    write(&a.join("f"), b"v1");
+    let b = vol.mount(&[]);
+    let mut old = fs::File::open(b.join("f")).expect("open f on B");
+    let mut got = Vec::new();
+    old.read_to_end(&mut got).expect("read the old fd");
+    assert_eq!(got, b"v1", "B's first open");
+
+    write(&a.join("f"), b"version two");
+    assert_eq!(
+        read(&b.join("f")),
+        b"version two",
+        "a new open on B sees A's commit at once"
+    );
+
+    // An overwrite through a new B fd is exactly what B wrote.
+    {
+        let mut w = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(b.join("f"))
+            .expect("open f for writing on B");
+        w.write_all(b"written by B").expect("write on B");
+    }
+    assert_eq!(read(&b.join("f")), b"written by B", "B reads its write");
+    assert_eq!(
+        read(&a.join("f")),
+        b"written by B",
+        "a new open on A sees B's commit at once"
+    );
+
+    // A partial write through a new B fd lands on the latest content.
+    write(&a.join("f"), b"0123456789abcdef");
+    {
+        let w = OpenOptions::new()
+            .write(true)
+            .open(b.join("f"))
+            .expect("open f for writing on B again");
+        w.write_all_at(b"XY", 0).expect("pwrite on B");
+    }
+    assert_eq!(
+        read(&b.join("f")),
+        b"XY23456789abcdef",
+        "B's pwrite on top of A's latest commit"
+    );
+    assert_eq!(read(&a.join("f")), b"XY23456789abcdef", "A sees it");
+    drop(old);
+
+    let c = vol.mount(&[]);
+    assert_eq!(
+        read(&c.join("f")),
+        b"XY23456789abcdef",
+        "a fresh mount after B closed its old fd"
+    );
+}
