@@ -71,6 +71,11 @@ fn chown(p: &Path, uid: u32, gid: u32) -> io::Result<()> {
     check(unsafe { libc::chown(c.as_ptr(), uid, gid) })
 }
 
+/// A file's content as text (for readable assertion messages).
+fn text(p: &Path) -> String {
+    String::from_utf8_lossy(&read(p)).into_owned()
+}
+
 fn mode_of(p: &Path) -> u32 {
     fs::metadata(p)
         .unwrap_or_else(|e| panic!("stat {}: {e}", p.display()))
@@ -124,16 +129,14 @@ fn mkdir_on_stale_host_fails_and_keeps_other_hosts_directory() {
         libc::EEXIST,
         "B's mkdir of the directory A just made",
     );
-    assert_eq!(
-        read(&a.join("up/2026/photo.jpg")),
-        photo,
+    assert!(
+        read(&a.join("up/2026/photo.jpg")) == photo,
         "A still reads its photo"
     );
 
     let c = vol.mount(&[]);
-    assert_eq!(
-        read(&c.join("up/2026/photo.jpg")),
-        photo,
+    assert!(
+        read(&c.join("up/2026/photo.jpg")) == photo,
         "a fresh mount reads A's photo"
     );
     assert_eq!(
@@ -210,8 +213,8 @@ fn exclusive_creates_on_stale_host_fail_with_eexist() {
         "B's renameat2(RENAME_NOREPLACE)",
     );
     assert_eq!(
-        read(&b.join("b_move")),
-        b"B's rename source",
+        text(&b.join("b_move")),
+        "B's rename source",
         "B's rename source stays"
     );
 
@@ -226,14 +229,14 @@ fn exclusive_creates_on_stale_host_fail_with_eexist() {
         let m = meta(&p);
         assert!(m.is_file(), "d/{t} is still A's regular file: {m:?}");
         assert_eq!(m.nlink(), 1, "d/{t} has one name");
-        assert_eq!(read(&p), format!("A's {t}").as_bytes(), "d/{t}'s content");
+        assert_eq!(text(&p), format!("A's {t}"), "d/{t}'s content");
     }
     assert_eq!(
         meta(&c.join("b_src")).nlink(),
         1,
         "B's link source: one name"
     );
-    assert_eq!(read(&c.join("b_move")), b"B's rename source");
+    assert_eq!(text(&c.join("b_move")), "B's rename source");
     assert_eq!(meta(&c.join("d")).nlink(), 2, "d has no subdirectory");
 }
 
@@ -269,7 +272,11 @@ fn plain_create_on_stale_host_opens_other_hosts_file() {
             .expect("B's open(O_CREAT) of d/keep");
         let mut got = Vec::new();
         f.read_to_end(&mut got).expect("read on B");
-        assert_eq!(got, b"A's kept content", "B's O_CREAT opened A's file");
+        assert_eq!(
+            String::from_utf8_lossy(&got),
+            "A's kept content",
+            "B's O_CREAT opened A's file"
+        );
     }
     {
         let mut f = OpenOptions::new()
@@ -280,10 +287,10 @@ fn plain_create_on_stale_host_opens_other_hosts_file() {
             .expect("B's open(O_CREAT|O_TRUNC) of d/trunc");
         f.write_all(b"B's overwrite").expect("write on B");
     }
-    assert_eq!(read(&a.join("d/keep")), b"A's kept content");
+    assert_eq!(text(&a.join("d/keep")), "A's kept content");
     assert_eq!(
-        read(&a.join("d/trunc")),
-        b"B's overwrite",
+        text(&a.join("d/trunc")),
+        "B's overwrite",
         "A's new open sees B's overwrite"
     );
 
@@ -293,8 +300,8 @@ fn plain_create_on_stale_host_opens_other_hosts_file() {
         set_of(&["keep", "trunc"]),
         "d on a fresh mount: one entry per name"
     );
-    assert_eq!(read(&c.join("d/keep")), b"A's kept content");
-    assert_eq!(read(&c.join("d/trunc")), b"B's overwrite");
+    assert_eq!(text(&c.join("d/keep")), "A's kept content");
+    assert_eq!(text(&c.join("d/trunc")), "B's overwrite");
     for (n, ino) in [("keep", ino_keep), ("trunc", ino_trunc)] {
         let m = meta(&c.join("d").join(n));
         assert_eq!(m.nlink(), 1, "d/{n} has one name");
@@ -326,7 +333,7 @@ fn chmod_on_one_host_survives_creates_inside_on_the_other() {
     );
     assert_eq!(names(&c.join("perm")), set_of(&["file", "sub"]));
     assert_eq!(meta(&c.join("perm")).nlink(), 3, "perm's link count");
-    assert_eq!(read(&c.join("perm/file")), b"inside");
+    assert_eq!(text(&c.join("perm/file")), "inside");
 }
 
 // Attribute writes on two hosts to one file (each host having the file
@@ -387,7 +394,7 @@ fn attribute_writes_on_two_hosts_both_survive() {
         "f3: B's chmod survives A's truncate"
     );
     assert_eq!(m3.len(), 3, "f3: A's truncate");
-    assert_eq!(read(&c.join("f3")), b"012", "f3's content");
+    assert_eq!(text(&c.join("f3")), "012", "f3's content");
     assert_eq!(
         getxattr(&c.join("f4"), "user.from_b").expect("f4: B's xattr survives A's"),
         b"B"
@@ -405,8 +412,8 @@ fn attribute_writes_on_two_hosts_both_survive() {
     assert_eq!(m5.mode() & 0o7777, 0o700, "f5: A's chmod");
     for i in [1, 2, 4, 5] {
         assert_eq!(
-            read(&c.join(format!("f{i}"))),
-            b"0123456789",
+            text(&c.join(format!("f{i}"))),
+            "0123456789",
             "f{i}'s content"
         );
     }
@@ -421,7 +428,7 @@ fn link_counts_stay_exact_under_concurrent_changes_on_two_hosts() {
     fs::create_dir(a.join("d")).expect("mkdir d on A");
     write(&a.join("d/target"), b"linked");
     let b = vol.mount(&[]);
-    assert_eq!(read(&b.join("d/target")), b"linked", "B sees d/target");
+    assert_eq!(text(&b.join("d/target")), "linked", "B sees d/target");
     let per: usize = 24;
     std::thread::scope(|s| {
         for (tag, m) in [("a", &a), ("b", &b)] {
@@ -492,13 +499,9 @@ fn file_deleted_on_one_host_stays_deleted() {
     write(&a.join("cached"), b"original content");
     write(&a.join("witness"), b"stays");
     let b = vol.mount(&[]);
-    assert_eq!(read(&b.join("open")), b"original content", "B sees open");
-    assert_eq!(
-        read(&b.join("cached")),
-        b"original content",
-        "B sees cached"
-    );
-    assert_eq!(read(&a.join("cached")), b"original content", "A caches it");
+    assert_eq!(text(&b.join("open")), "original content", "B sees open");
+    assert_eq!(text(&b.join("cached")), "original content", "B sees cached");
+    assert_eq!(text(&a.join("cached")), "original content", "A caches it");
 
     let mut f = OpenOptions::new()
         .read(true)
@@ -540,11 +543,71 @@ fn file_deleted_on_one_host_stays_deleted() {
         set_of(&["witness"]),
         "the root listing on a fresh mount"
     );
-    assert_eq!(read(&c.join("witness")), b"stays");
+    assert_eq!(text(&c.join("witness")), "stays");
+}
+
+// A file deleted on B while A has it cached or open cannot get a name back
+// through A: a link to its cached path, a link of the open fd
+// (linkat AT_EMPTY_PATH) and a rename of its cached path must not make it
+// reappear, and no name on a fresh mount dangles.
+#[test]
+fn file_deleted_on_one_host_cannot_be_linked_back() {
+    let vol = Volume::unique("mh-relink");
+    let a = vol.mount(&[]);
+    for n in ["g", "h", "open"] {
+        write(&a.join(n), b"original content");
+    }
+    let b = vol.mount(&[]);
+    for n in ["g", "h", "open"] {
+        assert_eq!(text(&b.join(n)), "original content", "B sees {n}");
+        assert_eq!(text(&a.join(n)), "original content", "A caches {n}");
+    }
+    let f = fs::File::open(a.join("open")).expect("open on A");
+    for n in ["g", "h", "open"] {
+        fs::remove_file(b.join(n)).unwrap_or_else(|e| panic!("unlink {n} on B: {e}"));
+    }
+
+    let r1 = fs::hard_link(a.join("g"), a.join("g_link"));
+    let r2 = fs::rename(a.join("h"), a.join("h_moved"));
+    let empty = CString::new("").expect("empty string");
+    let to = c_path(&a.join("open_link"));
+    // SAFETY: a file descriptor we own, valid C strings.
+    let r3 = check(unsafe {
+        libc::linkat(
+            f.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            to.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        )
+    });
+    drop(f);
+    eprintln!("A on the deleted inodes: link {r1:?}, rename {r2:?}, linkat {r3:?}");
+
+    let c = vol.mount(&[]);
+    for n in ["g", "h", "open", "g_link", "h_moved", "open_link"] {
+        assert_errno(
+            fs::symlink_metadata(c.join(n)),
+            libc::ENOENT,
+            &format!("{n} on a fresh mount (its inode was deleted on B)"),
+        );
+    }
+    for n in names(c.path()) {
+        assert!(
+            fs::symlink_metadata(c.join(&n)).is_ok(),
+            "{n:?} is listed on a fresh mount but does not resolve"
+        );
+    }
+    assert!(
+        names(c.path()).is_empty(),
+        "the root of a fresh mount: {:?}",
+        names(c.path())
+    );
 }
 
 // A directory removed on B while A has it cached stays removed: A's chmod,
-// utimes and setxattr on its path must not bring it back.
+// utimes and setxattr on its path, and creates inside it, must not bring it
+// back.
 #[test]
 fn directory_removed_on_one_host_stays_removed() {
     let vol = Volume::unique("mh-rmdir");
@@ -559,7 +622,12 @@ fn directory_removed_on_one_host_stays_removed() {
     let r1 = fs::set_permissions(a.join("d"), fs::Permissions::from_mode(0o700));
     let r2 = set_times(&a.join("d"), (1_000_000_000, 0), (1_000_000_000, 0));
     let r3 = setxattr(&a.join("d"), "user.after", b"rmdir", 0);
-    eprintln!("A on the removed directory: chmod {r1:?}, utimes {r2:?}, setxattr {r3:?}");
+    let r4 = fs::write(a.join("d/file"), b"into a removed directory");
+    let r5 = fs::create_dir(a.join("d/sub"));
+    eprintln!(
+        "A on the removed directory: chmod {r1:?}, utimes {r2:?}, setxattr {r3:?}, \
+         create inside {r4:?}, mkdir inside {r5:?}"
+    );
 
     let c = vol.mount(&[]);
     assert_errno(
@@ -631,7 +699,7 @@ fn rename_into_own_descendant_across_hosts_is_refused() {
         .map(PathBuf::from)
         .collect();
     assert_eq!(all, want, "the tree on a fresh mount");
-    assert_eq!(read(&c.join("x/y/fy")), b"in y");
+    assert_eq!(text(&c.join("x/y/fy")), "in y");
     assert_eq!(meta(c.path()).nlink(), 3, "the root: 2 + x");
     assert_eq!(meta(&c.join("x")).nlink(), 3, "x: 2 + y");
     assert_eq!(meta(&c.join("x/y")).nlink(), 2, "y: no subdirectory");
@@ -649,12 +717,12 @@ fn new_opens_see_the_latest_commit() {
     let mut old = fs::File::open(b.join("f")).expect("open f on B");
     let mut got = Vec::new();
     old.read_to_end(&mut got).expect("read the old fd");
-    assert_eq!(got, b"v1", "B's first open");
+    assert_eq!(String::from_utf8_lossy(&got), "v1", "B's first open");
 
     write(&a.join("f"), b"version two");
     assert_eq!(
-        read(&b.join("f")),
-        b"version two",
+        text(&b.join("f")),
+        "version two",
         "a new open on B sees A's commit at once"
     );
 
@@ -667,10 +735,10 @@ fn new_opens_see_the_latest_commit() {
             .expect("open f for writing on B");
         w.write_all(b"written by B").expect("write on B");
     }
-    assert_eq!(read(&b.join("f")), b"written by B", "B reads its write");
+    assert_eq!(text(&b.join("f")), "written by B", "B reads its write");
     assert_eq!(
-        read(&a.join("f")),
-        b"written by B",
+        text(&a.join("f")),
+        "written by B",
         "a new open on A sees B's commit at once"
     );
 
@@ -684,17 +752,17 @@ fn new_opens_see_the_latest_commit() {
         w.write_all_at(b"XY", 0).expect("pwrite on B");
     }
     assert_eq!(
-        read(&b.join("f")),
-        b"XY23456789abcdef",
+        text(&b.join("f")),
+        "XY23456789abcdef",
         "B's pwrite on top of A's latest commit"
     );
-    assert_eq!(read(&a.join("f")), b"XY23456789abcdef", "A sees it");
+    assert_eq!(text(&a.join("f")), "XY23456789abcdef", "A sees it");
     drop(old);
 
     let c = vol.mount(&[]);
     assert_eq!(
-        read(&c.join("f")),
-        b"XY23456789abcdef",
+        text(&c.join("f")),
+        "XY23456789abcdef",
         "a fresh mount after B closed its old fd"
     );
 }

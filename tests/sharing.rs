@@ -49,6 +49,11 @@ impl Flags {
     }
 }
 
+/// A file's content as text (for readable assertion messages).
+fn text(p: &std::path::Path) -> String {
+    String::from_utf8_lossy(&read(p)).into_owned()
+}
+
 /// Whether `p` reads as exactly `want`.
 fn reads_as(p: &std::path::Path, want: &[u8]) -> bool {
     fs::read(p).is_ok_and(|d| d == want)
@@ -77,8 +82,8 @@ fn see_each_others_closed_files(flags: Flags) {
     // a new open sees it at once whatever the flags.
     write(&a.join("f"), b"A again, longer");
     assert_eq!(
-        read(&b.join("f")),
-        b"A again, longer",
+        text(&b.join("f")),
+        "A again, longer",
         "B sees the new content"
     );
 
@@ -210,7 +215,7 @@ fn volumes_are_isolated() {
     // A remount of (1, prod) still sees only its own.
     drop(mounts);
     let again = vols[0].mount_uncached(&[]);
-    assert_eq!(read(&again.join("same_name")), b"volume 0");
+    assert_eq!(text(&again.join("same_name")), "volume 0");
     assert_errno(
         fs::metadata(again.join("only_1")),
         libc::ENOENT,
@@ -236,19 +241,19 @@ fn fsync_publishes_and_unflushed_writes_stay_private_with(flags: Flags) {
     f.write_all(b"uncommitted v2").expect("write on A");
     // Writes are buffered until close/fsync: B still reads the last commit.
     assert_eq!(
-        read(&b.join("f")),
-        b"committed v1",
+        text(&b.join("f")),
+        "committed v1",
         "B must not see A's unflushed writes"
     );
     f.sync_all().expect("fsync on A");
     // A new open sees the latest commit at once, whatever the flags.
     assert_eq!(
-        read(&b.join("f")),
-        b"uncommitted v2",
+        text(&b.join("f")),
+        "uncommitted v2",
         "B sees the fsynced content while A keeps the file open"
     );
     drop(f);
-    assert_eq!(read(&b.join("f")), b"uncommitted v2");
+    assert_eq!(text(&b.join("f")), "uncommitted v2");
     // xattrs too.
     setxattr(&a.join("f"), "user.tag", b"from A", 0).expect("setxattr on A");
     flags.eventually("B reads A's xattr", || {
