@@ -6,10 +6,11 @@
 //!   directory with two names), link counts (directories: 2 + subdirectories;
 //!   other files: the number of names seen for the inode), file sizes match
 //!   what is read; returns names, attributes and file contents.
-//! - [`rows_report`] / [`check_rows`]: the same volume through CQL: every
-//!   entry names an inode row that exists (non-null kind) of the same kind, a
-//!   directory has one entry and its `parent` column names the directory
-//!   holding that entry.
+//! - [`rows_report`] / [`check_rows`]: the same volume through CQL (the
+//!   scylla driver, see [`Cql`]): every entry names an inode row that exists
+//!   (non-null kind) of the same kind, a directory has one entry and its
+//!   `parent` column names the directory holding that entry, link-count sets
+//!   agree with the entries.
 //! - Self-describing file versions ([`version_bytes`], [`decode`]): a header
 //!   `CASSFS writer=W seq=N len=L` and deterministic padding, so any content
 //!   found later tells which complete version it is, or that it is a prefix,
@@ -32,11 +33,14 @@ use std::io::{self, Write as _};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::os::unix::io::IntoRawFd;
 use std::path::Path;
+use std::time::Duration;
 
 use rand::rngs::StdRng;
 use rand::Rng;
 
-use crate::common::{cql_rows, pattern};
+use scylla::value::CqlValue;
+
+use crate::common::pattern;
 
 // ---------------------------------------------------------------------------
 // Walking a mount
@@ -429,50 +433,83 @@ pub struct RowReport {
     pub unreachable: Vec<u64>,
 }
 
-fn cells(line: &str) -> Vec<&str> {
-    line.split(" | ").map(str::trim).collect()
+/// A CQL session of the scylla driver (the daemon's own): `scripts/cql.py`
+/// prints nothing at all when Cassandra attaches a warning to a result
+/// (e.g. "Read N live rows and M tombstone cells"), which volumes with
+/// much churn get, so it cannot be trusted for these checks.
+pub struct Cql {
+    rt: tokio::runtime::Runtime,
+    session: scylla::client::session::Session,
 }
 
-fn int_cell(c: &str) -> Option<i64> {
-    if c == "null" {
-        None
-    } else {
-        c.parse().ok()
+/// One row, untyped.
+pub type CqlRow = Vec<Option<CqlValue>>;
+
+impl Cql {
+    pub fn connect() -> Result<Cql, String> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| format!("tokio runtime: {e}"))?;
+        let addr = format!("{}:9042", crate::common::cassandra_addr());
+        let session = rt
+            .block_on(async {
+                tokio::time::timeout(
+                    Duration::from_secs(30),
+                    scylla::client::session_builder::SessionBuilder::new()
+                        .known_node(&addr)
+                        .build(),
+                )
+                .await
+            })
+            .map_err(|_| format!("no CQL session to {addr} within 30 s"))?
+            .map_err(|e| format!("CQL session to {addr}: {e}"))?;
+        Ok(Cql { rt, session })
     }
-}
 
-fn hex_bytes(c: &str) -> Option<Vec<u8>> {
-    let hex = c.strip_prefix("0x")?;
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| {
-            hex.get(i..i + 2)
-                .and_then(|h| u8::from_str_radix(h, 16).ok())
+    /// All rows of `stmt` (unpaged), or the error.
+    pub fn select(&self, stmt: &str) -> Result<Vec<CqlRow>, String> {
+        self.rt.block_on(async {
+            let res = tokio::time::timeout(
+                Duration::from_secs(60),
+                self.session.query_unpaged(stmt, ()),
+            )
+            .await
+            .map_err(|_| format!("{stmt}: no answer within 60 s"))?
+            .map_err(|e| format!("{stmt}: {e}"))?;
+            let rows = res.into_rows_result().map_err(|e| format!("{stmt}: {e}"))?;
+            let it = rows
+                .rows::<scylla::value::Row>()
+                .map_err(|e| format!("{stmt}: {e}"))?;
+            it.map(|r| r.map(|r| r.columns).map_err(|e| format!("{stmt}: {e}")))
+                .collect()
         })
-        .collect()
+    }
 }
 
-/// The elements of a serialized CQL collection (as `scripts/cql.py` prints
-/// it: 0x-hex of [int n]([int len][bytes])*); null is the empty set.
-fn collection_cell(c: &str) -> Option<Vec<Vec<u8>>> {
-    if c == "null" {
-        return Some(Vec::new());
+fn int_of(v: &Option<CqlValue>) -> Option<i64> {
+    match v {
+        Some(CqlValue::BigInt(n)) => Some(*n),
+        Some(CqlValue::Int(n)) => Some(i64::from(*n)),
+        Some(CqlValue::SmallInt(n)) => Some(i64::from(*n)),
+        Some(CqlValue::TinyInt(n)) => Some(i64::from(*n)),
+        _ => None,
     }
-    let b = hex_bytes(c)?;
-    let int = |at: usize| -> Option<usize> {
-        let s: [u8; 4] = b.get(at..at + 4)?.try_into().ok()?;
-        usize::try_from(i32::from_be_bytes(s)).ok()
-    };
-    let n = int(0)?;
-    let mut at = 4;
-    let mut out = Vec::with_capacity(n);
-    for _ in 0..n {
-        let len = int(at)?;
-        at += 4;
-        out.push(b.get(at..at + len)?.to_vec());
-        at += len;
+}
+
+fn blob_of(v: &Option<CqlValue>) -> Option<Vec<u8>> {
+    match v {
+        Some(CqlValue::Blob(b)) => Some(b.clone()),
+        _ => None,
     }
-    Some(out)
+}
+
+/// The elements of a set column (null: empty).
+fn set_of(v: &Option<CqlValue>) -> Vec<CqlValue> {
+    match v {
+        Some(CqlValue::Set(s)) | Some(CqlValue::List(s)) => s.clone(),
+        _ => Vec::new(),
+    }
 }
 
 /// Reads the volume's entries and inodes through CQL and reports what is
@@ -481,30 +518,31 @@ fn collection_cell(c: &str) -> Option<Vec<Vec<u8>>> {
 /// `parent` column is not the directory holding its entry, and (when the
 /// schema has them) link-count sets that disagree with the entries: a
 /// named file's `names` must be exactly its entries, a named directory's
-/// `subdirs` exactly the directories listed in it.
+/// `subdirs` exactly the directories listed in it. Panics if Cassandra
+/// cannot be queried.
 pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
+    let cql = Cql::connect().unwrap_or_else(|e| panic!("rows_report: {e}"));
     let mut r = RowReport::default();
     let filter = format!("WHERE owner = {owner} AND environment = '{environment}' ALLOW FILTERING");
-    let dentries = cql_rows(&format!(
-        "SELECT parent, name, ino, kind FROM {keyspace}.dentries {filter}"
-    ));
-    let inodes = cql_rows(&format!(
-        "SELECT ino, kind, parent FROM {keyspace}.inodes {filter}"
-    ));
+    let dentries = cql
+        .select(&format!(
+            "SELECT parent, name, ino, kind FROM {keyspace}.dentries {filter}"
+        ))
+        .unwrap_or_else(|e| panic!("rows_report: {e}"));
+    let inodes = cql
+        .select(&format!(
+            "SELECT ino, kind, parent FROM {keyspace}.inodes {filter}"
+        ))
+        .unwrap_or_else(|e| panic!("rows_report: {e}"));
     // ino -> (kind, parent) for rows with a kind.
     let mut live: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
-    for l in &inodes {
-        let c = cells(l);
-        if c.len() < 3 {
-            r.problems.push(format!("unparsable inode row {l:?}"));
-            continue;
-        }
-        let Some(ino) = int_cell(c[0]) else {
-            r.problems.push(format!("inode row without ino: {l:?}"));
+    for row in &inodes {
+        let (Some(ino), kind) = (int_of(&row[0]), int_of(&row[1])) else {
+            r.problems.push(format!("inode row without ino: {row:?}"));
             continue;
         };
-        if let Some(kind) = int_cell(c[1]) {
-            live.insert(ino, (kind, int_cell(c[2])));
+        if let Some(kind) = kind {
+            live.insert(ino, (kind, int_of(&row[2])));
         }
     }
     r.inodes = live.len();
@@ -515,20 +553,16 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
     // What the link-count sets should hold, from the entries.
     let mut want_names: HashMap<i64, BTreeSet<Vec<u8>>> = HashMap::new();
     let mut want_subdirs: HashMap<i64, BTreeSet<i64>> = HashMap::new();
-    for l in &dentries {
-        let c = cells(l);
-        if c.len() < 4 {
-            r.problems.push(format!("unparsable dentry row {l:?}"));
-            continue;
-        }
-        let (Some(parent), Some(ino)) = (int_cell(c[0]), int_cell(c[2])) else {
+    for row in &dentries {
+        let (Some(parent), Some(raw_name), Some(ino)) =
+            (int_of(&row[0]), blob_of(&row[1]), int_of(&row[2]))
+        else {
             r.problems
-                .push(format!("dentry row without parent or ino: {l:?}"));
+                .push(format!("dentry row without parent, name or ino: {row:?}"));
             continue;
         };
-        let raw_name = hex_bytes(c[1]).unwrap_or_else(|| c[1].as_bytes().to_vec());
         let name = String::from_utf8_lossy(&raw_name).into_owned();
-        let dkind = int_cell(c[3]);
+        let dkind = int_of(&row[3]);
         let what = format!("entry {name:?} in directory {parent} -> inode {ino}");
         match live.get(&ino) {
             None => r.problems.push(format!(
@@ -569,15 +603,13 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
             ));
         }
     }
-    check_sets(
-        &mut r,
-        keyspace,
-        &filter,
-        &live,
-        &dir_names,
-        &want_names,
-        &want_subdirs,
-    );
+    let sets = cql.select(&format!(
+        "SELECT ino, names, subdirs FROM {keyspace}.inodes {filter}"
+    ));
+    match sets {
+        Ok(rows) => check_sets(&mut r, &rows, &live, &dir_names, &want_names, &want_subdirs),
+        Err(e) => r.sets_unchecked = Some(e),
+    }
     // Reachability from the root (inode 1), bounded.
     let mut reached: BTreeSet<i64> = BTreeSet::new();
     let mut todo = vec![1i64];
@@ -616,48 +648,31 @@ fn show_name_key(k: &[u8]) -> String {
 /// inodes some entry names: an unnamed inode is a leak, not checked).
 fn check_sets(
     r: &mut RowReport,
-    keyspace: &str,
-    filter: &str,
+    rows: &[CqlRow],
     live: &HashMap<i64, (i64, Option<i64>)>,
     dir_names: &HashMap<i64, Vec<String>>,
     want_names: &HashMap<i64, BTreeSet<Vec<u8>>>,
     want_subdirs: &HashMap<i64, BTreeSet<i64>>,
 ) {
-    let q = format!("SELECT ino, names, subdirs FROM {keyspace}.inodes {filter}");
-    let res = crate::common::cassandra_script(&["cql", &q], std::time::Duration::from_secs(60));
-    if !res.success() {
-        r.sets_unchecked = Some(format!("{q}: {}", res.stderr.trim()));
-        return;
-    }
-    for l in res.stdout.lines().skip(1).filter(|l| !l.trim().is_empty()) {
-        let c = cells(l);
-        if c.len() < 3 {
-            continue;
-        }
-        let Some(ino) = int_cell(c[0]) else { continue };
+    for row in rows {
+        let Some(ino) = int_of(&row[0]) else { continue };
         let Some((kind, _)) = live.get(&ino) else {
-            continue;
-        };
-        let (Some(names), Some(subdirs)) = (collection_cell(c[1]), collection_cell(c[2])) else {
-            r.problems
-                .push(format!("unparsable sets in inode row {l:?}"));
             continue;
         };
         if *kind == 2 {
             if ino != 1 && !dir_names.contains_key(&ino) {
                 continue;
             }
-            let have: BTreeSet<i64> = subdirs
-                .iter()
-                .filter_map(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
-                .map(i64::from_be_bytes)
+            let have: BTreeSet<i64> = set_of(&row[2])
+                .into_iter()
+                .filter_map(|v| int_of(&Some(v)))
                 .collect();
             let empty = BTreeSet::new();
             let want = want_subdirs.get(&ino).unwrap_or(&empty);
             if &have != want {
                 let p = format!(
                     "directory inode {ino}: subdirs {have:?}, but its entries list the \
-                     directories {want:?} (st_nlink would be {} instead of {})",
+                     directories {want:?} (st_nlink {} instead of {})",
                     2 + have.len(),
                     2 + want.len()
                 );
@@ -665,7 +680,10 @@ fn check_sets(
                 r.problems.push(p);
             }
         } else if let Some(want) = want_names.get(&ino) {
-            let have: BTreeSet<Vec<u8>> = names.into_iter().collect();
+            let have: BTreeSet<Vec<u8>> = set_of(&row[1])
+                .into_iter()
+                .filter_map(|v| blob_of(&Some(v)))
+                .collect();
             if &have != want {
                 let p = format!(
                     "inode {ino}: names {:?}, but entries {:?}",
@@ -685,6 +703,9 @@ fn check_sets(
 #[track_caller]
 pub fn check_rows(keyspace: &str, owner: i64, environment: &str, context: &str) -> RowReport {
     let r = rows_report(keyspace, owner, environment);
+    if let Some(why) = &r.sets_unchecked {
+        eprintln!("{context}: link-count sets not checked: {why}");
+    }
     assert!(
         r.problems.is_empty(),
         "{context}: rows of volume ({owner}, {environment}) in {keyspace} are inconsistent \
@@ -1115,6 +1136,17 @@ impl Model {
         rel.split('/').count()
     }
 
+    /// Levels of directories below `p` (0 for an empty directory).
+    fn height(&self, p: &str) -> usize {
+        let pre = format!("{p}/");
+        self.dirs
+            .keys()
+            .filter(|k| k.starts_with(&pre))
+            .map(|k| k[pre.len()..].split('/').count())
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn is_empty_dir(&self, p: &str) -> bool {
         let pre = format!("{p}/");
         self.is_dir(p)
@@ -1514,6 +1546,10 @@ fn try_gen(
                 let d = pick(rng, &outside)?;
                 let to = join(d, pick(rng, &DIR_NAMES)?);
                 if to == from || (m.exists(&to) && !m.is_empty_dir(&to)) {
+                    return None;
+                }
+                // Keep the tree from growing ever deeper by moves.
+                if m.depth(&to) + m.height(&from) > cfg.max_depth + 2 {
                     return None;
                 }
                 (Op::Rename { from, to }, Ok(()))
