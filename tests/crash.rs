@@ -231,10 +231,11 @@ fn sigkill_during_a_workload_leaves_a_consistent_tree() {
             &format!("{ctx}, after the kill"),
         );
         eprintln!(
-            "round {round}: rows consistent ({} entries, {} inodes, {} inode row(s) no name \
-             reaches: invisible leaks {:?})",
+            "round {round}: rows consistent ({} entries, {} inodes, {} entries in removed \
+             directories, {} inode row(s) no name reaches: invisible leaks {:?})",
             rows.dentries,
             rows.inodes,
+            rows.dead_dir_entries,
             rows.unreachable.len(),
             rows.unreachable
         );

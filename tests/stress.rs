@@ -502,13 +502,15 @@ fn two_hosts_two_threads_each_keep_the_volume_consistent() {
     let tree = walk(c.path());
     let rows = rows_report(&vol.keyspace, vol.owner, &vol.environment);
     eprintln!(
-        "seed {seed}: {} names, {} files, {} entries and {} inodes in Cassandra, {} unreachable \
-         inode row(s){}",
+        "seed {seed}: {} names, {} files; in Cassandra {} entries, {} inodes, {} inode row(s) no \
+         name reaches, {} entries left in removed directories ({} naming live inodes){}",
         tree.nodes.len(),
         tree.files.len(),
         rows.dentries,
         rows.inodes,
         rows.unreachable.len(),
+        rows.dead_dir_entries,
+        rows.dead_dir_entries_live,
         rows.sets_unchecked
             .as_ref()
             .map_or(String::new(), |w| format!(

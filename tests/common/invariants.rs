@@ -428,6 +428,11 @@ pub struct RowReport {
     pub sets_unchecked: Option<String>,
     pub dentries: usize,
     pub inodes: usize,
+    /// Entries in directories that were removed or are unreachable
+    /// (leaks, informational), and how many of them name a live inode (a file or
+    /// directory moved or linked into a directory removed at that moment).
+    pub dead_dir_entries: usize,
+    pub dead_dir_entries_live: usize,
     /// Inode rows (non-null kind) no entry reachable from the root names:
     /// leaks, invisible to users (informational).
     pub unreachable: Vec<u64>,
@@ -513,7 +518,8 @@ fn set_of(v: &Option<CqlValue>) -> Vec<CqlValue> {
 }
 
 /// Reads the volume's entries and inodes through CQL and reports what is
-/// inconsistent: an entry naming a missing (or deleted: null kind) inode or
+/// inconsistent (entries in directories that were removed are leaks, only
+/// counted): an entry in a live directory naming a missing (or deleted: null kind) inode or
 /// one of another kind, a directory with two entries, a directory whose
 /// `parent` column is not the directory holding its entry, and (when the
 /// schema has them) link-count sets that disagree with the entries: a
@@ -547,22 +553,67 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
     }
     r.inodes = live.len();
     r.dentries = dentries.len();
+    let mut entries: Vec<(i64, Vec<u8>, i64, Option<i64>)> = Vec::new();
+    for row in &dentries {
+        match (int_of(&row[0]), blob_of(&row[1]), int_of(&row[2])) {
+            (Some(parent), Some(name), Some(ino)) => {
+                entries.push((parent, name, ino, int_of(&row[3])))
+            }
+            _ => r
+                .problems
+                .push(format!("dentry row without parent, name or ino: {row:?}")),
+        }
+    }
+    // The directories reachable from the root through entries of live
+    // directories: only their entries are visible.
+    let mut subdir_entries: HashMap<i64, Vec<i64>> = HashMap::new();
+    for (parent, _, ino, _) in &entries {
+        if matches!(live.get(ino), Some((2, _))) {
+            subdir_entries.entry(*parent).or_default().push(*ino);
+        }
+    }
+    let mut reachable: BTreeSet<i64> = BTreeSet::new();
+    let mut todo = vec![1i64];
+    while let Some(d) = todo.pop() {
+        if reachable.len() > MAX_NAMES || !reachable.insert(d) {
+            continue;
+        }
+        if let Some(cs) = subdir_entries.get(&d) {
+            todo.extend(cs.iter().copied());
+        }
+    }
+    let visible_dir = |d: i64| reachable.contains(&d);
+    // Every entry naming an inode, visible or not: "P/name".
+    let mut named_by: HashMap<i64, Vec<String>> = HashMap::new();
+    for (parent, name, ino, _) in &entries {
+        let state = if visible_dir(*parent) {
+            ""
+        } else if live.contains_key(parent) {
+            " (unreachable dir)"
+        } else {
+            " (deleted dir)"
+        };
+        named_by
+            .entry(*ino)
+            .or_default()
+            .push(format!("{parent}/{}{state}", String::from_utf8_lossy(name)));
+    }
     // dir ino -> entries naming it
     let mut dir_names: HashMap<i64, Vec<String>> = HashMap::new();
-    let mut children: HashMap<i64, Vec<i64>> = HashMap::new();
     // What the link-count sets should hold, from the entries.
     let mut want_names: HashMap<i64, BTreeSet<Vec<u8>>> = HashMap::new();
     let mut want_subdirs: HashMap<i64, BTreeSet<i64>> = HashMap::new();
-    for row in &dentries {
-        let (Some(parent), Some(raw_name), Some(ino)) =
-            (int_of(&row[0]), blob_of(&row[1]), int_of(&row[2]))
-        else {
-            r.problems
-                .push(format!("dentry row without parent, name or ino: {row:?}"));
+    for (parent, raw_name, ino, dkind) in &entries {
+        let (parent, ino, dkind) = (*parent, *ino, *dkind);
+        let name = String::from_utf8_lossy(raw_name).into_owned();
+        if !visible_dir(parent) {
+            // Left in a directory removed meanwhile: unreachable.
+            r.dead_dir_entries += 1;
+            if live.contains_key(&ino) {
+                r.dead_dir_entries_live += 1;
+            }
             continue;
-        };
-        let name = String::from_utf8_lossy(&raw_name).into_owned();
-        let dkind = int_of(&row[3]);
+        }
         let what = format!("entry {name:?} in directory {parent} -> inode {ino}");
         match live.get(&ino) {
             None => r.problems.push(format!(
@@ -588,12 +639,11 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
                     }
                 } else {
                     let mut key = (parent as u64).to_be_bytes().to_vec();
-                    key.extend_from_slice(&raw_name);
+                    key.extend_from_slice(raw_name);
                     want_names.entry(ino).or_default().insert(key);
                 }
             }
         }
-        children.entry(parent).or_default().push(ino);
     }
     for (ino, names) in &dir_names {
         if names.len() > 1 {
@@ -607,23 +657,28 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
         "SELECT ino, names, subdirs FROM {keyspace}.inodes {filter}"
     ));
     match sets {
-        Ok(rows) => check_sets(&mut r, &rows, &live, &dir_names, &want_names, &want_subdirs),
+        Ok(rows) => check_sets(
+            &mut r,
+            &rows,
+            &Sets {
+                live: &live,
+                dir_names: &dir_names,
+                want_names: &want_names,
+                want_subdirs: &want_subdirs,
+                named_by: &named_by,
+                reachable: &reachable,
+            },
+        ),
         Err(e) => r.sets_unchecked = Some(e),
     }
-    // Reachability from the root (inode 1), bounded.
-    let mut reached: BTreeSet<i64> = BTreeSet::new();
-    let mut todo = vec![1i64];
-    while let Some(d) = todo.pop() {
-        if !reached.insert(d) || reached.len() > MAX_NAMES {
-            continue;
-        }
-        if let Some(cs) = children.get(&d) {
-            todo.extend(cs.iter().copied());
-        }
-    }
+    let named: BTreeSet<i64> = entries
+        .iter()
+        .filter(|(p, ..)| visible_dir(*p))
+        .map(|(_, _, i, _)| *i)
+        .collect();
     let mut unreachable: Vec<u64> = live
         .keys()
-        .filter(|i| !reached.contains(i))
+        .filter(|i| **i != 1 && !named.contains(i))
         .map(|&i| i as u64)
         .collect();
     unreachable.sort_unstable();
@@ -644,23 +699,44 @@ fn show_name_key(k: &[u8]) -> String {
     )
 }
 
-/// Compares `inodes.names` / `inodes.subdirs` with the entries (only for
-/// inodes some entry names: an unnamed inode is a leak, not checked).
-fn check_sets(
-    r: &mut RowReport,
-    rows: &[CqlRow],
-    live: &HashMap<i64, (i64, Option<i64>)>,
-    dir_names: &HashMap<i64, Vec<String>>,
-    want_names: &HashMap<i64, BTreeSet<Vec<u8>>>,
-    want_subdirs: &HashMap<i64, BTreeSet<i64>>,
-) {
+/// What [`check_sets`] compares the link-count sets with.
+struct Sets<'a> {
+    live: &'a HashMap<i64, (i64, Option<i64>)>,
+    dir_names: &'a HashMap<i64, Vec<String>>,
+    /// From the entries in live directories.
+    want_names: &'a HashMap<i64, BTreeSet<Vec<u8>>>,
+    want_subdirs: &'a HashMap<i64, BTreeSet<i64>>,
+    /// Every entry naming an inode ("P/name", deleted directories marked).
+    named_by: &'a HashMap<i64, Vec<String>>,
+    /// Directories reachable from the root.
+    reachable: &'a BTreeSet<i64>,
+}
+
+/// Compares `inodes.names` / `inodes.subdirs` with the entries in live
+/// directories (only for inodes such an entry names: an unnamed inode is a
+/// leak, not checked). A name recorded in a file's row whose directory was
+/// removed still counts in st_nlink: that is a visible count too high.
+fn check_sets(r: &mut RowReport, rows: &[CqlRow], w: &Sets<'_>) {
+    let describe_dir = |d: i64| {
+        format!(
+            "{d} ({}, named by {:?})",
+            if !w.live.contains_key(&d) {
+                "deleted"
+            } else if w.reachable.contains(&d) {
+                "reachable"
+            } else {
+                "live but unreachable"
+            },
+            w.named_by.get(&d).cloned().unwrap_or_default()
+        )
+    };
     for row in rows {
         let Some(ino) = int_of(&row[0]) else { continue };
-        let Some((kind, _)) = live.get(&ino) else {
+        let Some((kind, _)) = w.live.get(&ino) else {
             continue;
         };
         if *kind == 2 {
-            if ino != 1 && !dir_names.contains_key(&ino) {
+            if ino != 1 && !w.dir_names.contains_key(&ino) {
                 continue;
             }
             let have: BTreeSet<i64> = set_of(&row[2])
@@ -668,27 +744,47 @@ fn check_sets(
                 .filter_map(|v| int_of(&Some(v)))
                 .collect();
             let empty = BTreeSet::new();
-            let want = want_subdirs.get(&ino).unwrap_or(&empty);
+            let want = w.want_subdirs.get(&ino).unwrap_or(&empty);
             if &have != want {
                 let p = format!(
-                    "directory inode {ino}: subdirs {have:?}, but its entries list the \
-                     directories {want:?} (st_nlink {} instead of {})",
+                    "directory inode {ino}: st_nlink {} instead of {}: subdirs without an entry \
+                     here: [{}]; subdirectories listed but not counted: {:?}",
                     2 + have.len(),
-                    2 + want.len()
+                    2 + want.len(),
+                    have.difference(want)
+                        .map(|&d| describe_dir(d))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    want.difference(&have).collect::<Vec<_>>()
                 );
                 r.count_problems.push(p.clone());
                 r.problems.push(p);
             }
-        } else if let Some(want) = want_names.get(&ino) {
+        } else if let Some(want) = w.want_names.get(&ino) {
             let have: BTreeSet<Vec<u8>> = set_of(&row[1])
                 .into_iter()
                 .filter_map(|v| blob_of(&Some(v)))
                 .collect();
             if &have != want {
+                let extra: Vec<String> = have
+                    .difference(want)
+                    .map(|k| {
+                        let mut p = [0u8; 8];
+                        if k.len() >= 8 {
+                            p.copy_from_slice(&k[..8]);
+                        }
+                        let d = i64::from_be_bytes(p);
+                        format!("{} (directory {})", show_name_key(k), describe_dir(d))
+                    })
+                    .collect();
                 let p = format!(
-                    "inode {ino}: names {:?}, but entries {:?}",
-                    have.iter().map(|k| show_name_key(k)).collect::<Vec<_>>(),
-                    want.iter().map(|k| show_name_key(k)).collect::<Vec<_>>()
+                    "inode {ino}: st_nlink {} instead of {}: names counted without a live entry: \
+                     {extra:?}; entries not counted: {:?}",
+                    have.len(),
+                    want.len(),
+                    want.difference(&have)
+                        .map(|k| show_name_key(k))
+                        .collect::<Vec<_>>()
                 );
                 r.count_problems.push(p.clone());
                 r.problems.push(p);
