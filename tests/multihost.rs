@@ -639,28 +639,60 @@ fn directory_removed_on_one_host_stays_removed() {
     assert_eq!(meta(c.path()).nlink(), 3, "the root: 2 + keep");
 }
 
-/// Walks the tree under `root` (not following symlinks) and returns the
-/// relative paths of all entries; panics if a directory is reached twice or
-/// the walk goes deeper than 64 levels (a cycle).
-fn walk(root: &Path) -> Vec<PathBuf> {
-    fn go(root: &Path, rel: &Path, depth: usize, seen: &mut BTreeSet<u64>, out: &mut Vec<PathBuf>) {
+/// Walks the tree under `root` (not following symlinks) and returns every
+/// entry (relative path) with its attributes. Panics if a listed name does
+/// not resolve, a directory is reached twice or deeper than 64 levels (a
+/// cycle), a directory's st_nlink is not 2 + its subdirectories, or a
+/// file's st_nlink is not the number of names it has in the tree.
+fn check_tree(root: &Path) -> std::collections::BTreeMap<PathBuf, fs::Metadata> {
+    fn go(
+        root: &Path,
+        rel: &Path,
+        depth: usize,
+        seen: &mut BTreeSet<u64>,
+        out: &mut std::collections::BTreeMap<PathBuf, fs::Metadata>,
+    ) {
         assert!(depth < 64, "walk deeper than 64 levels at {rel:?}: a cycle");
         let dir = root.join(rel);
-        let ino = meta(&dir).ino();
+        let dm = meta(&dir);
         assert!(
-            seen.insert(ino),
-            "directory inode {ino} reached twice (again at {rel:?}): a cycle"
+            seen.insert(dm.ino()),
+            "directory inode {} reached twice (again at {rel:?}): a cycle",
+            dm.ino()
         );
+        let mut subdirs = 0;
         for n in names(&dir) {
             let child = rel.join(&n);
-            out.push(child.clone());
-            if meta(&root.join(&child)).is_dir() {
+            let m = fs::symlink_metadata(root.join(&child))
+                .unwrap_or_else(|e| panic!("{child:?} is listed but does not resolve: {e}"));
+            out.insert(child.clone(), m.clone());
+            if m.is_dir() {
+                subdirs += 1;
                 go(root, &child, depth + 1, seen, out);
             }
         }
+        assert_eq!(
+            dm.nlink(),
+            2 + subdirs,
+            "st_nlink of directory {rel:?} = 2 + its {subdirs} subdirectories"
+        );
     }
-    let mut out = Vec::new();
+    let mut out = std::collections::BTreeMap::new();
     go(root, Path::new(""), 0, &mut BTreeSet::new(), &mut out);
+    let mut names_of: std::collections::BTreeMap<u64, Vec<&PathBuf>> = Default::default();
+    for (p, m) in &out {
+        if !m.is_dir() {
+            names_of.entry(m.ino()).or_default().push(p);
+        }
+    }
+    for (ino, paths) in &names_of {
+        let nlink = out[paths[0]].nlink();
+        assert_eq!(
+            nlink,
+            paths.len() as u64,
+            "st_nlink of inode {ino} = the number of its names {paths:?}"
+        );
+    }
     out
 }
 
@@ -693,7 +725,7 @@ fn rename_into_own_descendant_across_hosts_is_refused() {
     );
 
     let c = vol.mount(&[]);
-    let all: BTreeSet<PathBuf> = walk(c.path()).into_iter().collect();
+    let all: BTreeSet<PathBuf> = check_tree(c.path()).into_keys().collect();
     let want: BTreeSet<PathBuf> = ["x", "x/fx", "x/y", "x/y/fy"]
         .into_iter()
         .map(PathBuf::from)
@@ -742,6 +774,28 @@ fn new_opens_see_the_latest_commit() {
         "a new open on A sees B's commit at once"
     );
 
+    // A new open on B while A's writes are unflushed sees the last commit;
+    // once A closes, a new open sees all of the new (longer) content.
+    {
+        let mut w = OpenOptions::new()
+            .write(true)
+            .truncate(true)
+            .open(a.join("f"))
+            .expect("open f for writing on A");
+        w.write_all(b"A's longer content, committed at close")
+            .expect("write on A");
+        assert_eq!(
+            text(&b.join("f")),
+            "written by B",
+            "a new open on B before A's close sees the last commit"
+        );
+    }
+    assert_eq!(
+        text(&b.join("f")),
+        "A's longer content, committed at close",
+        "a new open on B after A's close"
+    );
+
     // A partial write through a new B fd lands on the latest content.
     write(&a.join("f"), b"0123456789abcdef");
     {
@@ -765,4 +819,345 @@ fn new_opens_see_the_latest_commit() {
         "XY23456789abcdef",
         "a fresh mount after B closed its old fd"
     );
+}
+
+// A commit made by fsync while the writer keeps the file open is seen whole
+// (content and size) by a new open on the other host at once, growing and
+// shrinking; a new open before the fsync sees the previous commit.
+#[test]
+fn new_open_sees_a_commit_made_by_fsync() {
+    let vol = Volume::unique("mh-fsync");
+    let a = vol.mount(&[]);
+    write(&a.join("f"), b"short");
+    let b = vol.mount(&[]);
+    assert_eq!(text(&b.join("f")), "short", "B's first read");
+
+    let mut w = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(a.join("f"))
+        .expect("open f on A");
+    w.write_all(b"a longer version").expect("write on A");
+    assert_eq!(
+        text(&b.join("f")),
+        "short",
+        "B's new open before A's fsync sees the last commit"
+    );
+    w.sync_all().expect("fsync on A");
+    assert_eq!(
+        text(&b.join("f")),
+        "a longer version",
+        "a new open on B after A's fsync (grown)"
+    );
+    assert_eq!(meta(&b.join("f")).len(), 16, "B's st_size after the open");
+    drop(w);
+
+    let mut w = OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(a.join("f"))
+        .expect("open f on A again");
+    w.write_all(b"tiny").expect("write on A");
+    assert_eq!(
+        text(&b.join("f")),
+        "a longer version",
+        "B's new open before A's second fsync sees the last commit"
+    );
+    w.sync_all().expect("fsync on A");
+    assert_eq!(
+        text(&b.join("f")),
+        "tiny",
+        "a new open on B after A's fsync (shrunk)"
+    );
+    drop(w);
+    assert_eq!(text(&b.join("f")), "tiny", "after A's close");
+}
+
+// B still believes d empty when A writes a file into it: B's rmdir of d and
+// B's rename of an empty directory over d must fail (ENOTEMPTY or EEXIST),
+// and a fresh mount still reads A's file.
+#[test]
+fn rmdir_on_stale_host_fails_when_other_host_filled_the_directory() {
+    let vol = Volume::unique("mh-rmdirfull");
+    let a = vol.mount(&[]);
+    fs::create_dir(a.join("d")).expect("mkdir d on A");
+    fs::create_dir(a.join("d2")).expect("mkdir d2 on A");
+    let b = vol.mount(&[]);
+    fs::create_dir(b.join("empty")).expect("mkdir empty on B");
+    assert!(names(&b.join("d")).is_empty(), "B lists an empty d");
+    assert!(names(&b.join("d2")).is_empty(), "B lists an empty d2");
+    write(&a.join("d/photo"), b"A's photo in d");
+    write(&a.join("d2/photo"), b"A's photo in d2");
+
+    assert_errno_in(
+        fs::remove_dir(b.join("d")),
+        &[libc::ENOTEMPTY, libc::EEXIST],
+        "B's rmdir of d, which A filled",
+    );
+    assert_errno_in(
+        fs::rename(b.join("empty"), b.join("d2")),
+        &[libc::ENOTEMPTY, libc::EEXIST],
+        "B's rename of an empty directory over d2, which A filled",
+    );
+
+    let c = vol.mount(&[]);
+    assert_eq!(text(&c.join("d/photo")), "A's photo in d");
+    assert_eq!(text(&c.join("d2/photo")), "A's photo in d2");
+    assert!(
+        c.join("empty").is_dir(),
+        "B's empty directory is still there"
+    );
+    check_tree(c.path());
+}
+
+// B unlinks a name it has cached, after A linked the file under a second
+// name, or moved the file away and put a new file under the old name: the
+// other names survive with exact link counts and nothing dangles.
+#[test]
+fn unlink_on_stale_host_keeps_other_names_intact() {
+    let vol = Volume::unique("mh-staleunlink");
+    let a = vol.mount(&[]);
+    write(&a.join("linked"), b"one inode, two names");
+    write(&a.join("moved"), b"moved away by A");
+    let b = vol.mount(&[]);
+    assert_eq!(text(&b.join("linked")), "one inode, two names");
+    assert_eq!(text(&b.join("moved")), "moved away by A");
+    assert_eq!(meta(&b.join("linked")).nlink(), 1, "B caches nlink 1");
+
+    fs::hard_link(a.join("linked"), a.join("second")).expect("link on A");
+    fs::rename(a.join("moved"), a.join("elsewhere")).expect("rename on A");
+    write(&a.join("moved"), b"A's new file under the old name");
+
+    fs::remove_file(b.join("linked")).expect("B unlinks linked");
+    let r = fs::remove_file(b.join("moved"));
+    eprintln!("B's unlink of the replaced name: {r:?}");
+
+    let c = vol.mount(&[]);
+    let tree = check_tree(c.path());
+    assert_eq!(
+        text(&c.join("second")),
+        "one inode, two names",
+        "the second name A made survives B's unlink of the first"
+    );
+    assert_eq!(meta(&c.join("second")).nlink(), 1, "second's link count");
+    assert_errno(
+        fs::metadata(c.join("linked")),
+        libc::ENOENT,
+        "the name B unlinked",
+    );
+    assert_eq!(
+        text(&c.join("elsewhere")),
+        "moved away by A",
+        "the file A moved away survives B's unlink of its old name"
+    );
+    if tree.contains_key(Path::new("moved")) {
+        assert_eq!(text(&c.join("moved")), "A's new file under the old name");
+    }
+}
+
+// B has x cached as a file; A replaces it by a directory with a file
+// inside. B's write of x (O_CREAT|O_TRUNC) may fail or land in the deleted
+// inode, but a fresh mount still shows A's directory and its file.
+#[test]
+fn stale_write_never_replaces_other_hosts_directory() {
+    let vol = Volume::unique("mh-staledir");
+    let a = vol.mount(&[]);
+    write(&a.join("x"), b"a file first");
+    let b = vol.mount(&[]);
+    assert_eq!(text(&b.join("x")), "a file first", "B caches x as a file");
+    fs::remove_file(a.join("x")).expect("unlink x on A");
+    fs::create_dir(a.join("x")).expect("mkdir x on A");
+    write(&a.join("x/inside"), b"A's file in the directory x");
+
+    let r1 = fs::write(b.join("x"), b"B's write");
+    let r2 = std::os::unix::fs::symlink("target", b.join("x"));
+    eprintln!("B on the replaced name: write {r1:?}, symlink {r2:?}");
+
+    let c = vol.mount(&[]);
+    assert!(meta(&c.join("x")).is_dir(), "x is still A's directory");
+    assert_eq!(text(&c.join("x/inside")), "A's file in the directory x");
+    assert_eq!(names(c.path()), set_of(&["x"]), "the root of a fresh mount");
+    check_tree(c.path());
+}
+
+// Both hosts create the same names at the same moment: with O_EXCL and
+// with mkdir exactly one host succeeds (the other gets EEXIST) and a fresh
+// mount holds the winner's file or directory; with plain O_CREAT|O_TRUNC a
+// fresh mount holds exactly one file per name with one host's content.
+#[test]
+fn simultaneous_creates_of_one_name_on_two_hosts() {
+    let vol = Volume::unique("mh-race");
+    let a = vol.mount(&[]);
+    fs::create_dir(a.join("d")).expect("mkdir d on A");
+    let b = vol.mount(&[]);
+    assert!(names(&b.join("d")).is_empty(), "B lists an empty d");
+    let rounds = 20;
+    let barrier = std::sync::Barrier::new(2);
+    // No assertion inside the threads: a panic there would leave the other
+    // thread waiting at the barrier for ever.
+    type Round = (io::Result<()>, io::Result<()>, io::Result<()>);
+    let results: Vec<Vec<Round>> = std::thread::scope(|s| {
+        let hs: Vec<_> = [("A", &a), ("B", &b)]
+            .into_iter()
+            .map(|(tag, m)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let mut rounds_done = Vec::new();
+                    for i in 0..rounds {
+                        barrier.wait();
+                        let excl = OpenOptions::new()
+                            .write(true)
+                            .create_new(true)
+                            .open(m.join(format!("d/excl{i:02}")))
+                            .and_then(|mut f| f.write_all(format!("{tag} won").as_bytes()));
+                        barrier.wait();
+                        let dir = fs::create_dir(m.join(format!("d/dir{i:02}"))).and_then(|()| {
+                            fs::write(
+                                m.join(format!("d/dir{i:02}/by")),
+                                format!("{tag} won").as_bytes(),
+                            )
+                        });
+                        barrier.wait();
+                        let plain = fs::write(
+                            m.join(format!("d/plain{i:02}")),
+                            format!("{tag} wrote this").as_bytes(),
+                        );
+                        rounds_done.push((excl, dir, plain));
+                    }
+                    rounds_done
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("a creating thread panicked"))
+            .collect()
+    });
+    for (side, rs) in ["A", "B"].iter().zip(&results) {
+        for (i, (excl, dir, plain)) in rs.iter().enumerate() {
+            if let Err(e) = excl {
+                assert_eq!(errno(e), libc::EEXIST, "{side}: O_EXCL create {i}: {e}");
+            }
+            if let Err(e) = dir {
+                assert_eq!(errno(e), libc::EEXIST, "{side}: mkdir {i}: {e}");
+            }
+            if let Err(e) = plain {
+                panic!("{side}: plain create {i}: {e}");
+            }
+        }
+    }
+
+    let c = vol.mount(&[]);
+    let d = c.join("d");
+    let tree = check_tree(c.path());
+    assert_eq!(
+        names(&d).len(),
+        3 * rounds,
+        "one entry per name in d: {:?}",
+        names(&d)
+    );
+    for i in 0..rounds {
+        let (a_excl, a_dir) = (results[0][i].0.is_ok(), results[0][i].1.is_ok());
+        let (b_excl, b_dir) = (results[1][i].0.is_ok(), results[1][i].1.is_ok());
+        assert!(
+            a_excl != b_excl,
+            "O_EXCL round {i}: exactly one host succeeds (A {a_excl}, B {b_excl})"
+        );
+        assert!(
+            a_dir != b_dir,
+            "mkdir round {i}: exactly one host succeeds (A {a_dir}, B {b_dir})"
+        );
+        let winner = if a_excl { "A" } else { "B" };
+        assert_eq!(
+            text(&d.join(format!("excl{i:02}"))),
+            format!("{winner} won"),
+            "O_EXCL round {i}: the winner's content"
+        );
+        let winner = if a_dir { "A" } else { "B" };
+        assert_eq!(
+            text(&d.join(format!("dir{i:02}/by"))),
+            format!("{winner} won"),
+            "mkdir round {i}: the winner's directory"
+        );
+        let plain = text(&d.join(format!("plain{i:02}")));
+        assert!(
+            plain == "A wrote this" || plain == "B wrote this",
+            "plain create round {i}: one host's content, got {plain:?}"
+        );
+        assert!(
+            tree[&PathBuf::from(format!("d/plain{i:02}"))].is_file(),
+            "plain{i:02} is a file"
+        );
+    }
+}
+
+// Both hosts move two directories into each other at the same moment (A: x
+// into y, B: y into x), many times: at most one move of each pair succeeds
+// and a fresh mount sees a tree in which every directory is reachable once.
+#[test]
+fn simultaneous_cross_moves_never_make_a_cycle() {
+    let vol = Volume::unique("mh-crossmove");
+    let a = vol.mount(&[]);
+    let rounds = 15;
+    for i in 0..rounds {
+        fs::create_dir_all(a.join(format!("r{i:02}/x"))).expect("mkdir x on A");
+        fs::create_dir_all(a.join(format!("r{i:02}/y"))).expect("mkdir y on A");
+    }
+    let b = vol.mount(&[]);
+    for i in 0..rounds {
+        assert!(b.join(format!("r{i:02}/x")).is_dir(), "B sees r{i:02}/x");
+        assert!(b.join(format!("r{i:02}/y")).is_dir(), "B sees r{i:02}/y");
+    }
+    let barrier = std::sync::Barrier::new(2);
+    let results: Vec<Vec<io::Result<()>>> = std::thread::scope(|s| {
+        let hs: Vec<_> = [(&a, "x", "y"), (&b, "y", "x")]
+            .into_iter()
+            .map(|(m, from, into)| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    (0..rounds)
+                        .map(|i| {
+                            barrier.wait();
+                            let r = m.join(format!("r{i:02}"));
+                            fs::rename(r.join(from), r.join(into).join(from))
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .map(|h| h.join().expect("a moving thread panicked"))
+            .collect()
+    });
+    let pairs: Vec<(&io::Result<()>, &io::Result<()>)> =
+        results[0].iter().zip(&results[1]).collect();
+    for (i, (ra, rb)) in pairs.iter().enumerate() {
+        assert!(
+            !(ra.is_ok() && rb.is_ok()),
+            "round {i}: both cross moves succeeded (a cycle)"
+        );
+        eprintln!("round {i}: A x->y/x {ra:?}, B y->x/y {rb:?}");
+    }
+
+    let c = vol.mount(&[]);
+    let tree = check_tree(c.path());
+    for (i, (ra, rb)) in pairs.iter().enumerate() {
+        let r = PathBuf::from(format!("r{i:02}"));
+        let dirs: Vec<&PathBuf> = tree
+            .keys()
+            .filter(|p| p.starts_with(&r) && *p != &r)
+            .collect();
+        assert_eq!(
+            dirs.len(),
+            2,
+            "round {i}: x and y each reachable once: {dirs:?}"
+        );
+        let (a_ok, b_ok) = (ra.is_ok(), rb.is_ok());
+        let want: Vec<PathBuf> = match (a_ok, b_ok) {
+            (true, _) => vec![r.join("y"), r.join("y/x")],
+            (_, true) => vec![r.join("x"), r.join("x/y")],
+            _ => vec![r.join("x"), r.join("y")],
+        };
+        let got: Vec<PathBuf> = dirs.into_iter().cloned().collect();
+        assert_eq!(got, want, "round {i}: the tree after the moves");
+    }
 }
