@@ -180,7 +180,8 @@ fn pwrite_beyond_16_gib_fails_with_efbig() {
 }
 
 // Exactly 16 GiB via ftruncate works, is sparse (the last 4 KiB read as
-// zeros, the head is kept), and truncating back down works.
+// zeros, the head is kept), its last byte can be written, and truncating
+// back down works.
 #[test]
 fn exactly_16_gib_is_allowed_and_sparse() {
     let vol = Volume::unique("hostile-16g");
@@ -205,6 +206,35 @@ fn exactly_16_gib_is_allowed_and_sparse() {
     assert_eq!(head, b"small content", "the head survived the extension");
     drop(file);
     assert_serves(&mut m, "ftruncate to 16 GiB");
+
+    // The last byte can be written; a write across the end writes at most
+    // up to it (a short write) or fails with EFBIG.
+    let file = open_rw(&f);
+    assert_eq!(
+        pwrite_raw(&file, b"Z", MAX_FILE - 1).expect("pwrite of the last byte"),
+        1
+    );
+    match pwrite_raw(&file, b"YX", MAX_FILE - 1) {
+        Ok(n) => assert_eq!(n, 1, "a write across 16 GiB is cut at 16 GiB"),
+        Err(e) => assert_eq!(errno(&e), libc::EFBIG, "a write across 16 GiB: {e}"),
+    }
+    drop(file);
+    assert_eq!(
+        fs::metadata(&f).expect("stat f").len(),
+        MAX_FILE as u64,
+        "st_size after writing the last byte"
+    );
+    let file = fs::File::open(&f).expect("open the 16 GiB file again");
+    let mut last = [0u8; 2];
+    file.read_exact_at(&mut last, MAX_FILE as u64 - 2)
+        .expect("read the last 2 bytes");
+    assert!(
+        last == [0, b'Z'] || last == [0, b'Y'],
+        "the last bytes: {last:?}"
+    );
+    drop(file);
+    assert_serves(&mut m, "writing the last byte of 16 GiB");
+
     truncate_path(&f, 5).expect("truncate back down to 5 bytes");
     assert_eq!(
         fs::metadata(&f).expect("stat f").len(),
@@ -217,7 +247,8 @@ fn exactly_16_gib_is_allowed_and_sparse() {
 
 // xattrs: a 256-byte name gives ERANGE, a 65537-byte value E2BIG; the
 // names+values of one inode are limited to 256 KiB (ENOSPC beyond, earlier
-// ones stay readable, removing one makes room again).
+// ones stay readable, removing one makes room again, a replace that would
+// pass the limit fails and keeps the old value).
 #[test]
 fn oversized_xattrs_are_refused() {
     let vol = Volume::unique("hostile-xattr");
@@ -287,6 +318,29 @@ fn oversized_xattrs_are_refused() {
         "listed xattrs after the swap: {listed:?}"
     );
     assert_serves(&mut m, "xattr swap");
+
+    // Fill up to just under the limit; then a replace that would grow past
+    // it fails with ENOSPC and keeps the old value, a same-size one works.
+    let used: usize = (1..=fits).map(|i| name(i).len() + value_len).sum();
+    let fill_len = XATTR_TOTAL - used - "user.fill".len() - 300;
+    setxattr(&f, "user.fill", &vec![b'f'; fill_len], 0).expect("fill to 300 bytes under 256 KiB");
+    assert_errno(
+        setxattr(&f, &name(1), &vec![b'g'; 64 << 10], libc::XATTR_REPLACE),
+        libc::ENOSPC,
+        "a replace that grows the total past 256 KiB",
+    );
+    assert_eq!(
+        getxattr(&f, &name(1)).expect("get after the refused replace"),
+        value(1),
+        "the refused replace kept the old value"
+    );
+    setxattr(&f, &name(1), &vec![b'h'; value_len], libc::XATTR_REPLACE)
+        .expect("a same-size replace at the limit");
+    assert_eq!(
+        getxattr(&f, &name(1)).expect("get after the replace"),
+        vec![b'h'; value_len]
+    );
+    assert_serves(&mut m, "xattr replace at the limit");
 }
 
 // A symlink target of 4096 bytes gives ENAMETOOLONG; 4095 bytes work and
