@@ -473,6 +473,15 @@ fn two_hosts_two_threads_each_keep_the_volume_consistent() {
         }
         eprintln!("{line}");
         failures.extend(r.failures.iter().cloned());
+        // Not a vacuous run: the writer got things done on the shared names
+        // and in its private directory.
+        let shared_ok: u64 = r.stats.values().map(|(ok, _)| ok).sum();
+        if shared_ok < 20 || r.private_ops < 20 {
+            failures.push(format!(
+                "{} did almost nothing: {shared_ok} shared successes, {} private operations",
+                r.writer, r.private_ops
+            ));
+        }
     }
     for (name, m) in [("A", &mut a), ("B", &mut b)] {
         if !m.is_alive() {
@@ -482,20 +491,13 @@ fn two_hosts_two_threads_each_keep_the_volume_consistent() {
             ));
         }
     }
-    assert!(
-        failures.is_empty(),
-        "seed {seed}: {} failure(s) during the run:\n  - {}",
-        failures.len(),
-        failures
-            .iter()
-            .take(40)
-            .cloned()
-            .collect::<Vec<_>>()
-            .join("\n  - ")
-    );
     for (name, m) in [("A", &mut a), ("B", &mut b)] {
-        let st = m.unmount();
-        assert!(st.success(), "seed {seed}: daemon {name} exit status {st}");
+        if m.is_alive() {
+            let st = m.unmount();
+            if !st.success() {
+                failures.push(format!("daemon {name} exited with {st} at unmount"));
+            }
+        }
     }
 
     let c = vol.mount(&[]);
@@ -517,7 +519,9 @@ fn two_hosts_two_threads_each_keep_the_volume_consistent() {
                 "; link-count sets not checked: {w}"
             ))
     );
-    let mut bad: Vec<String> = tree.problems.iter().map(|p| format!("tree: {p}")).collect();
+    // Everything wrong, during the run and after it, in one message.
+    let mut bad: Vec<String> = failures.iter().map(|f| format!("run: {f}")).collect();
+    bad.extend(tree.problems.iter().map(|p| format!("tree: {p}")));
     bad.extend(rows.problems.iter().map(|p| format!("rows: {p}")));
     for (path, node) in &tree.nodes {
         if is_private(path) {
@@ -569,7 +573,7 @@ fn two_hosts_two_threads_each_keep_the_volume_consistent() {
     }
     assert!(
         bad.is_empty(),
-        "seed {seed}: the fresh mount after the run is inconsistent ({} problem(s)):\n  - {}",
+        "seed {seed}: {} problem(s) during the run or on the fresh mount after it:\n  - {}",
         bad.len(),
         bad.iter()
             .take(40)
