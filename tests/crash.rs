@@ -246,3 +246,31 @@ fn sigkill_during_a_workload_leaves_a_consistent_tree() {
     assert!(st.success(), "clean unmount at the end: {st}");
     eprintln!("crash test: {rounds} rounds in {:?}", started.elapsed());
 }
+
+/// The checker itself (no mount): a complete version decodes as itself; a
+/// truncated one, a mix of two and garbage never pass as a version.
+#[test]
+fn versions_tell_complete_from_truncated_or_mixed() {
+    for len in [80, 4_000, 65_536, 65_537, 1_100_000] {
+        let a = version_bytes("W", 1, len);
+        let b = version_bytes("W", 2, len);
+        assert_eq!(a.len(), len);
+        let key = |seq| VersionKey {
+            writer: "W".into(),
+            seq,
+        };
+        assert_eq!(decode(&a), Decoded::Full(key(1)));
+        assert_eq!(decode(&a[..len / 2]), Decoded::Prefix(key(1), len / 2));
+        let mut mix = a[..len / 2].to_vec();
+        mix.extend_from_slice(&b[len / 2..]);
+        assert!(
+            matches!(decode(&mix), Decoded::Bad(_)),
+            "a mix of two versions of {len} bytes"
+        );
+        let mut longer = a.clone();
+        longer.push(0);
+        assert!(matches!(decode(&longer), Decoded::Bad(_)));
+        assert!(matches!(decode(&vec![0u8; len]), Decoded::Bad(_)));
+    }
+    assert_eq!(decode(b""), Decoded::Empty);
+}
