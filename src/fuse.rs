@@ -8,6 +8,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -23,11 +24,16 @@ use crate::ops::{self, Caller, SetAttr, SetTime, XattrReply};
 use crate::store::{Inode, Kind};
 use crate::workers::Pool;
 
+/// Where the session's notifier goes once the session exists (the adapter
+/// is made before it).
+pub type NotifierSlot = Arc<OnceLock<fuser::Notifier>>;
+
 /// The filesystem as the kernel sees it.
 pub struct CassFuse {
     pool: Option<Pool>,
     entry_ttl: Duration,
     negative_ttl: Duration,
+    notifier: NotifierSlot,
 }
 
 impl CassFuse {
@@ -36,7 +42,13 @@ impl CassFuse {
             pool: Some(pool),
             entry_ttl,
             negative_ttl,
+            notifier: NotifierSlot::default(),
         }
+    }
+
+    /// The slot to put the session's notifier in.
+    pub fn notifier_slot(&self) -> NotifierSlot {
+        self.notifier.clone()
     }
 
     fn submit(&self, key: u64, job: impl FnOnce(&ops::Fs) + Send + 'static) {
@@ -381,8 +393,21 @@ impl Filesystem for CassFuse {
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
         let flags = ops::OpenFlags::from_bits(flags.0);
+        let notifier = self.notifier.clone();
         self.submit(ino.0, move |fs| {
-            answer("open", reply, fs.open(ino.0, flags), |r, (fh, keep)| {
+            let res = fs.open(ino.0, flags);
+            if let (Ok(o), Some(n)) = (&res, notifier.get()) {
+                if o.attrs_stale {
+                    // The kernel's size may be an older version's: make it
+                    // ask again before reading (attributes only: safe to
+                    // send while this open waits for its reply).
+                    if let Err(e) = n.inval_inode(ino, -1, 0) {
+                        debug!("inval_inode({}): {e}", ino.0);
+                    }
+                }
+            }
+            answer("open", reply, res, |r, o| {
+                let (fh, keep) = (o.fh, o.keep_cache);
                 let mut f = FopenFlags::empty();
                 if keep {
                     f |= FopenFlags::FOPEN_KEEP_CACHE;

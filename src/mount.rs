@@ -98,8 +98,10 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
         Duration::from_secs_f64(args.entry_ttl),
         Duration::from_secs_f64(args.negative_ttl),
     );
+    let notifier = adapter.notifier_slot();
     let mut session = Session::new(adapter, &args.mount, &fuse_config(args))
         .map_err(|e| format!("cannot mount on {}: {e}", args.mount.display()))?;
+    let _ = notifier.set(session.notifier());
     raise_readahead(&args.mount);
     let mut unmounter = session.unmount_callable();
     let mut signals =

@@ -67,19 +67,19 @@ fn env_u64(name: &str) -> Option<u64> {
 /// The errors races between writers legitimately give each kind of
 /// operation on the shared names (d* are always directories, f* never).
 /// ENOENT: a name or a parent went away; ESTALE: the kernel's name cache
-/// was out of date. A plain `O_CREAT` (`write`) never gives EEXIST: the
+/// was out of date; ELOOP: the kernel met a directory under a name it cached
+/// before another host moved it (README, known limits). A plain `O_CREAT` (`write`) never gives EEXIST: the
 /// README says it opens the file another host created.
 fn race_errnos(kind: &str) -> &'static [i32] {
-    use libc::{EBUSY, EEXIST, EINVAL, ENOENT, ENOTEMPTY, ESTALE};
+    use libc::{EBUSY, EEXIST, EINVAL, ELOOP, ENOENT, ENOTEMPTY, ESTALE};
     match kind {
-        "excl" | "mkdir" | "link" => &[ENOENT, ESTALE, EEXIST],
-        "rmdir" => &[ENOENT, ESTALE, ENOTEMPTY],
+        "excl" | "mkdir" | "link" => &[ENOENT, ESTALE, ELOOP, EEXIST],
+        "rmdir" => &[ENOENT, ESTALE, ELOOP, ENOTEMPTY],
         // Into itself (EINVAL), over a non-empty directory (ENOTEMPTY, or
-        // EEXIST which POSIX allows too).
-        "rename-dir" => &[ENOENT, ESTALE, EINVAL, ENOTEMPTY, EEXIST],
-        // Also waits for the volume's mover lease, then EBUSY (documented).
-        "move-dir" => &[ENOENT, ESTALE, EINVAL, ENOTEMPTY, EEXIST, EBUSY],
-        _ => &[ENOENT, ESTALE],
+        // EEXIST which POSIX allows too); every directory rename waits for
+        // the volume's mover lease, then EBUSY (documented).
+        "rename-dir" | "move-dir" => &[ENOENT, ESTALE, ELOOP, EINVAL, ENOTEMPTY, EEXIST, EBUSY],
+        _ => &[ENOENT, ESTALE, ELOOP],
     }
 }
 

@@ -34,6 +34,17 @@ const PREFETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 /// A block to store: its hash and bytes.
 type Upload = (Hash, Arc<Vec<u8>>);
 
+/// The result of an open.
+#[derive(Clone, Copy, Debug)]
+pub struct Opened {
+    pub fh: u64,
+    /// The kernel may keep the pages it cached (the content is unchanged).
+    pub keep_cache: bool,
+    /// The kernel may hold attributes (the size) of an older version:
+    /// they must be invalidated before it reads.
+    pub attrs_stale: bool,
+}
+
 /// What an open asked for.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OpenFlags {
@@ -186,7 +197,7 @@ impl Fs {
     /// The inode is read as Cassandra has it now (a small version read when
     /// the cached copy is current): an open sees the latest commit of any
     /// host, also while other handles here hold the file open.
-    pub fn open(&self, ino: u64, flags: OpenFlags) -> FsResult<(u64, bool)> {
+    pub fn open(&self, ino: u64, flags: OpenFlags) -> FsResult<Opened> {
         let i = self.load_current(ino)?;
         match i.kind {
             Kind::Dir => return Err(FsError::IsDir),
@@ -199,9 +210,12 @@ impl Fs {
         let version = i.version;
         let fh = self.open_inode(i, flags)?;
         let mut pages = self.files.page_versions.lock();
-        let keep = !flags.truncate && pages.get(&ino) == Some(&version);
-        pages.insert(ino, version);
-        Ok((fh, keep))
+        let had = pages.insert(ino, version);
+        Ok(Opened {
+            fh,
+            keep_cache: !flags.truncate && had == Some(version),
+            attrs_stale: had.is_some_and(|v| v != version),
+        })
     }
 
     /// Registers a handle on `i`, sharing the inode's state with other
@@ -629,7 +643,7 @@ impl Fs {
                 all.extend(st.staged.values());
                 *h = Arc::new(all);
             }
-            result = self.delete_inode(&base);
+            result = self.delete_if_unnamed(&base);
         }
         result
     }

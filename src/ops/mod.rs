@@ -30,7 +30,7 @@ use crate::cache::Cache;
 use crate::error::{FsError, FsResult};
 use crate::store::{Change, Dentry, Inode, Kind, Store, Write};
 
-pub use file::{OpenFlags, MAX_FILE_SIZE};
+pub use file::{OpenFlags, Opened, MAX_FILE_SIZE};
 pub use names::{DirEntry, MAX_LINKS, SYMLINK_MAX};
 pub use rename::RenameFlags;
 pub use xattr::XattrReply;

@@ -17,6 +17,12 @@ use crate::store::{name_key, Change, Content, Dentry, Inode, Kind, SetOp, Write}
 
 /// The most names one file may have (link(2) fails with EMLINK beyond).
 pub const MAX_LINKS: u32 = 1000;
+/// How often a plain O_CREAT tries again when the name it found taken is
+/// gone when it looks (another host creating and removing it meanwhile).
+const CREATE_TRIES: u32 = 4;
+/// How often unlink and rmdir try again when the name they read was
+/// replaced by another host before they could remove it.
+const REMOVE_TRIES: u32 = 4;
 /// The longest symlink target (Linux's PATH_MAX less the final NUL).
 pub const SYMLINK_MAX: usize = 4095;
 
@@ -24,12 +30,9 @@ pub const SYMLINK_MAX: usize = 4095;
 pub(super) enum LinkGone {
     /// It was already gone.
     Missing,
-    /// It loses this name and may keep others: whether it has any left is
-    /// read back after the write.
+    /// It loses this name; it is deleted after the write if Cassandra then
+    /// records no name for it (a rename or link on another host keeps it).
     Unnamed(Inode),
-    /// This was its last name and it is not open here: deleted in the same
-    /// writes.
-    Deleted(Inode),
 }
 
 /// One entry of a directory listing; `offset` is the cookie of the next one.
@@ -73,13 +76,13 @@ impl Fs {
     /// Writes a new inode, then creates its name conditionally (with the
     /// parent's times, and link count for a directory, in the same round
     /// trip). When the name exists, the new inode is removed again and the
-    /// existing entry is returned as the error.
+    /// existing entry (if it is still there) is returned as the error.
     fn add_entry(
         &self,
         parent: &Inode,
         name: &[u8],
         inode: &Inode,
-    ) -> FsResult<Result<(), Dentry>> {
+    ) -> FsResult<Result<(), Option<Dentry>>> {
         let d = Dentry {
             name: name.to_vec(),
             ino: inode.ino,
@@ -119,11 +122,23 @@ impl Fs {
             self.store.apply(undo)?;
             let existing = self.store.get_dentry(parent.ino, name)?;
             self.cache.put_dentry(parent.ino, name, existing.clone());
-            return match existing {
-                Some(e) => Ok(Err(e)),
-                // Removed again meanwhile: report it as taken all the same.
-                None => Err(FsError::Exists),
-            };
+            // `None`: removed again meanwhile.
+            return Ok(Err(existing));
+        }
+        if !self.store.dir_alive(parent.ino)? {
+            // An rmdir of the parent on another host is under way or done:
+            // the new name must not land in a removed directory.
+            let mut undo = vec![
+                Write::DeleteDentry(parent.ino, name.to_vec()),
+                Write::DeleteInode(inode.ino),
+            ];
+            if is_dir {
+                let c = Change::default().with_subdirs(SetOp::Remove(inode.ino));
+                undo.push(Write::Update(parent.ino, c));
+            }
+            self.store.apply_atomic(undo)?;
+            self.cache.forget_inode(parent.ino);
+            return Err(FsError::NotFound);
         }
         self.cache.put_inode(inode);
         self.cache.set_dentry(parent.ino, name, Some(d));
@@ -215,20 +230,27 @@ impl Fs {
         flags: super::OpenFlags,
         caller: Caller,
     ) -> FsResult<(Inode, u64)> {
-        let inode = self.prepare(parent, name, Kind::File, mode, caller)?;
-        let p = self.load_dir(parent)?;
-        match self.add_entry(&p, name, &inode)? {
-            Ok(()) => {
-                let fh = self.open_inode(inode.clone(), flags)?;
-                Ok((inode, fh))
-            }
-            Err(_) if flags.exclusive => Err(FsError::Exists),
-            Err(existing) if existing.kind == Kind::Dir => Err(FsError::IsDir),
-            Err(existing) => {
-                let (fh, _) = self.open(existing.ino, flags)?;
-                Ok((self.getattr(existing.ino)?, fh))
+        // A name that another host creates and removes again while this
+        // loop runs is tried a few times.
+        for _ in 0..CREATE_TRIES {
+            let inode = self.prepare(parent, name, Kind::File, mode, caller)?;
+            let p = self.load_dir(parent)?;
+            match self.add_entry(&p, name, &inode)? {
+                Ok(()) => {
+                    let fh = self.open_inode(inode.clone(), flags)?;
+                    return Ok((inode, fh));
+                }
+                Err(_) if flags.exclusive => return Err(FsError::Exists),
+                Err(None) => continue,
+                Err(Some(e)) if e.kind == Kind::Dir => return Err(FsError::IsDir),
+                Err(Some(e)) => match self.open(e.ino, flags) {
+                    Ok(opened) => return Ok((self.getattr(e.ino)?, opened.fh)),
+                    Err(FsError::NotFound) => continue,
+                    Err(err) => return Err(err),
+                },
             }
         }
+        Err(FsError::Busy)
     }
 
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Inode> {
@@ -284,32 +306,56 @@ impl Fs {
         self.writable()?;
         check_name(name)?;
         self.load_dir(parent)?;
-        // The entry and its inode as Cassandra has them now (one round trip
-        // when the cached entry still names the same inode).
-        let guess = self.cache.dentry(parent, name).flatten().map(|d| d.ino);
-        let (d, inode) = self.store.get_dentry_and_inode(parent, name, guess)?;
-        self.cache.put_dentry(parent, name, d.clone());
-        let d = d.ok_or(FsError::NotFound)?;
-        if d.kind == Kind::Dir {
-            return Err(FsError::IsDir);
+        for _ in 0..REMOVE_TRIES {
+            // The entry and its inode as Cassandra has them now (one round
+            // trip when the cached entry still names the same inode).
+            let guess = self.cache.dentry(parent, name).flatten().map(|d| d.ino);
+            let (d, inode) = self.store.get_dentry_and_inode(parent, name, guess)?;
+            self.cache.put_dentry(parent, name, d.clone());
+            let d = d.ok_or(FsError::NotFound)?;
+            if d.kind == Kind::Dir {
+                return Err(FsError::IsDir);
+            }
+            let now = now_ns();
+            // Removed only if it still names the inode read above; if
+            // another host replaced it meanwhile, the new file is unlinked
+            // on the next round (this unlink came after that change).
+            if !self.store.remove_dentry(parent, name, d.ino, Vec::new())? {
+                self.cache.forget_dentry(parent, name);
+                continue;
+            }
+            self.cache.set_dentry(parent, name, None);
+            self.dir_changed(parent, now, 0);
+            let also = vec![Write::Update(parent, Change::times(now))];
+            return match inode {
+                Some(i) => self.name_removed(i, name_key(parent, name), now, also),
+                None => Ok(self.store.apply(also)?),
+            };
         }
-        let now = now_ns();
-        let mut writes = vec![
-            Write::DeleteDentry(parent, name.to_vec()),
-            Write::Update(parent, Change::times(now)),
-        ];
-        let gone = self.link_gone(inode, parent, name, now, &mut writes);
-        // One logged batch: the name and (with its last name) the inode go
-        // together, even if this process dies now.
-        self.store.apply_atomic(writes)?;
-        self.cache.set_dentry(parent, name, None);
-        self.dir_changed(parent, now, 0);
-        self.link_dropped(gone)
+        Err(FsError::Busy)
     }
 
-    /// One name (`parent`/`name`) of a non-directory goes: adds the writes
-    /// that remove it, and the inode's deletion when it is the last name
-    /// and the inode is not open here.
+    /// After unlink removed the name `key` of `i`: deletes the inode when
+    /// that was its only name (decided by Cassandra) and it is not open
+    /// here, else removes the name from its record. `also` goes in the same
+    /// round trip.
+    fn name_removed(&self, i: Inode, key: Vec<u8>, now: i64, also: Vec<Write>) -> FsResult<()> {
+        let open = self.files.is_open(i.ino);
+        if !open && self.store.delete_if_last_name(i.ino, &key, also.clone())? {
+            self.cache.forget_inode(i.ino);
+            return self.drop_refs(&i);
+        }
+        let c = Change::ctime(now).with_names(SetOp::Remove(key));
+        let mut writes = vec![Write::Update(i.ino, c)];
+        if open {
+            writes.extend(also);
+        }
+        self.store.apply(writes)?;
+        self.link_dropped(LinkGone::Unnamed(i))
+    }
+
+    /// One name (`parent`/`name`) of a non-directory goes: adds the write
+    /// that removes it from the inode's names.
     pub(super) fn link_gone(
         &self,
         inode: Option<Inode>,
@@ -321,37 +367,42 @@ impl Fs {
         let Some(i) = inode else {
             return LinkGone::Missing;
         };
-        if i.nlink <= 1 && !self.files.is_open(i.ino) {
-            writes.push(Write::DeleteInode(i.ino));
-            return LinkGone::Deleted(i);
-        }
         let c = Change::ctime(now).with_names(SetOp::Remove(name_key(parent, name)));
         writes.push(Write::Update(i.ino, c));
         LinkGone::Unnamed(i)
     }
 
     /// After the writes of [`Fs::link_gone`] were applied: an inode left
-    /// with no name is deleted now, or at its last close when it is open
-    /// here.
+    /// with no name is deleted now (by a conditional delete: only if no
+    /// name was added or moved to it meanwhile), or at its last close when
+    /// it is open here.
     pub(super) fn link_dropped(&self, gone: LinkGone) -> FsResult<()> {
-        match gone {
-            LinkGone::Missing => Ok(()),
-            LinkGone::Unnamed(i) => {
-                self.cache.forget_inode(i.ino);
-                let Some(now) = self.store.get_inode(i.ino)? else {
-                    return Ok(());
-                };
-                if now.nlink > 0 || self.files.mark_unlinked(i.ino) {
+        let LinkGone::Unnamed(i) = gone else {
+            return Ok(());
+        };
+        self.cache.forget_inode(i.ino);
+        if self.files.is_open(i.ino) {
+            match self.store.get_inode(i.ino)? {
+                None => return Ok(()),
+                Some(now) if now.nlink > 0 => {
                     self.cache.put_inode(&now);
                     return Ok(());
                 }
-                self.delete_inode(&now)
-            }
-            LinkGone::Deleted(i) => {
-                self.cache.forget_inode(i.ino);
-                self.drop_refs(&i)
+                Some(_) if self.files.mark_unlinked(i.ino) => return Ok(()),
+                Some(_) => {} // closed meanwhile: deleted here
             }
         }
+        self.delete_if_unnamed(&i)
+    }
+
+    /// Deletes an inode if Cassandra records no name for it, with its block
+    /// references.
+    pub(super) fn delete_if_unnamed(&self, i: &Inode) -> FsResult<()> {
+        if self.store.delete_if_unnamed(i.ino)? {
+            self.cache.forget_inode(i.ino);
+            self.drop_refs(i)?;
+        }
+        Ok(())
     }
 
     /// Removes the block references of a deleted inode.
@@ -369,13 +420,6 @@ impl Fs {
         Ok(())
     }
 
-    /// Deletes an inode and its block references.
-    pub(super) fn delete_inode(&self, i: &Inode) -> FsResult<()> {
-        self.store.delete_inode(i.ino)?;
-        self.cache.forget_inode(i.ino);
-        self.drop_refs(i)
-    }
-
     pub fn rmdir(&self, parent: u64, name: &[u8]) -> FsResult<()> {
         self.writable()?;
         if name == b"." {
@@ -385,24 +429,42 @@ impl Fs {
             return Err(FsError::NotEmpty);
         }
         self.load_dir(parent)?;
-        let d = self.current_entry(parent, name)?;
-        if d.kind != Kind::Dir {
-            return Err(FsError::NotDir);
+        for _ in 0..REMOVE_TRIES {
+            let d = self.current_entry(parent, name)?;
+            if d.kind != Kind::Dir {
+                return Err(FsError::NotDir);
+            }
+            // Marked first, checked second (see `dying` in cql/cassfs.cql).
+            let now = now_ns();
+            let mark = |v: Option<i64>| {
+                let c = Change {
+                    dying: Some(v),
+                    ..Change::default()
+                };
+                self.store.apply(vec![Write::Update(d.ino, c)])
+            };
+            mark(Some(now))?;
+            if self.store.dir_has_entries(d.ino)? {
+                mark(None)?;
+                return Err(FsError::NotEmpty);
+            }
+            // Removed only if the name still names this directory.
+            if !self.store.remove_dentry(parent, name, d.ino, Vec::new())? {
+                mark(None)?;
+                self.cache.forget_dentry(parent, name);
+                continue;
+            }
+            let touch = Change::times(now).with_subdirs(SetOp::Remove(d.ino));
+            self.store.apply(vec![Write::Update(parent, touch)])?;
+            // Unless another host moved it elsewhere meanwhile (then it
+            // keeps its new name and this rmdir removed nothing of it).
+            self.store.delete_dir_if_under(d.ino, parent)?;
+            self.cache.set_dentry(parent, name, None);
+            self.dir_changed(parent, now, -1);
+            self.dir_removed(d.ino, now);
+            return Ok(());
         }
-        if self.store.dir_has_entries(d.ino)? {
-            return Err(FsError::NotEmpty);
-        }
-        let now = now_ns();
-        let touch = Change::times(now).with_subdirs(SetOp::Remove(d.ino));
-        self.store.apply_atomic(vec![
-            Write::DeleteDentry(parent, name.to_vec()),
-            Write::Update(parent, touch),
-            Write::DeleteInode(d.ino),
-        ])?;
-        self.cache.set_dentry(parent, name, None);
-        self.dir_changed(parent, now, -1);
-        self.dir_removed(d.ino, now);
-        Ok(())
+        Err(FsError::Busy)
     }
 
     /// Forgets a removed directory; an open descriptor of it can still

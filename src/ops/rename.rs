@@ -139,13 +139,17 @@ impl Fs {
         check_name(newname)?;
         self.load_dir(parent)?;
         self.load_dir(newparent)?;
-        let src = self.current_entry(parent, name)?;
+        let mut src = self.current_entry(parent, name)?;
         if parent == newparent && name == newname {
             return Ok(());
         }
-        let moves_dir = parent != newparent && (src.kind == Kind::Dir || flags.exchange);
-        let _lease = if moves_dir {
-            Some(self.mover_lease()?)
+        // Renames of directories are serialized by the volume's lease (a
+        // directory must never end up with two names); the source is read
+        // again once it is held.
+        let _lease = if src.kind == Kind::Dir || flags.exchange {
+            let lease = self.mover_lease()?;
+            src = self.current_entry(parent, name)?;
+            Some(lease)
         } else {
             None
         };
@@ -188,11 +192,26 @@ impl Fs {
         };
         let now = now_ns();
         let mut writes = vec![Write::DeleteDentry(parent, name.to_vec())];
-        if flags.noreplace {
-            // Decided by Cassandra: EEXIST if another host made the name.
+        if flags.noreplace || dst.is_none() {
+            // A new name is made by a conditional write (a name another
+            // host made meanwhile is never overwritten); a file records it
+            // first, so a crash leaves a count too high, never too low.
+            let key = name_key(newparent, newname);
+            let record = |op| Write::Update(src.ino, Change::default().with_names(op));
+            if src.kind != Kind::Dir {
+                self.store.apply(vec![record(SetOp::Add(key.clone()))])?;
+            }
             if !self.store.create_dentry(newparent, &moved, Vec::new())? {
+                if src.kind != Kind::Dir {
+                    self.store.apply(vec![record(SetOp::Remove(key))])?;
+                }
                 self.cache.forget_dentry(newparent, newname);
-                return Err(FsError::Exists);
+                if flags.noreplace {
+                    return Err(FsError::Exists);
+                }
+                // Made by another host since it was read: replace it.
+                drop(_lease);
+                return self.rename(parent, name, newparent, newname, flags);
             }
         } else {
             writes.push(Write::PutDentry(newparent, moved.clone()));
@@ -204,7 +223,6 @@ impl Fs {
         let mut removed_dir = None;
         if let Some(dst) = dst {
             if dst.kind == Kind::Dir {
-                writes.push(Write::DeleteInode(dst.ino));
                 let c = Change::default().with_subdirs(SetOp::Remove(dst.ino));
                 writes.push(Write::Update(newparent, c));
                 removed_dir = Some(dst.ino);
@@ -214,7 +232,11 @@ impl Fs {
         }
         self.store.apply_atomic(writes)?;
         self.cache.set_dentry(parent, name, None);
-        self.cache.set_dentry(newparent, newname, Some(moved));
+        self.cache
+            .set_dentry(newparent, newname, Some(moved.clone()));
+        if let Some(ino) = removed_dir {
+            self.store.delete_dir_if_under(ino, newparent)?;
+        }
         self.cache.forget_inode(src.ino);
         let moved_out = i64::from(moved_dir.is_some() && parent != newparent);
         self.dir_changed(parent, now, -moved_out);
@@ -222,10 +244,28 @@ impl Fs {
         if let Some(ino) = removed_dir {
             self.dir_removed(ino, now);
         }
-        match replaced {
-            Some(gone) => self.link_dropped(gone),
-            None => Ok(()),
+        if let Some(gone) = replaced {
+            self.link_dropped(gone)?;
         }
+        self.moved_still_exists(newparent, &moved, moved_out == 1)
+    }
+
+    /// After a rename's batch: if another host deleted the moved inode
+    /// meanwhile (its unlink or rmdir read the old name before this rename
+    /// moved it), the new name must not point at nothing: it is removed
+    /// again and the rename fails with ENOENT.
+    fn moved_still_exists(&self, newparent: u64, moved: &Dentry, subdir: bool) -> FsResult<()> {
+        if self.store.get_version(moved.ino)?.is_some() {
+            return Ok(());
+        }
+        let mut undo = vec![Write::DeleteDentry(newparent, moved.name.clone())];
+        if subdir {
+            let c = Change::default().with_subdirs(SetOp::Remove(moved.ino));
+            undo.push(Write::Update(newparent, c));
+        }
+        self.store.apply_atomic(undo)?;
+        self.cache.set_dentry(newparent, &moved.name, None);
+        Err(FsError::NotFound)
     }
 
     /// RENAME_EXCHANGE: the two names swap inodes.

@@ -190,6 +190,11 @@ struct Statements {
     cas_next_ino: PreparedStatement,
     take_mover: PreparedStatement,
     drop_mover: PreparedStatement,
+    delete_unnamed: PreparedStatement,
+    delete_last_name: PreparedStatement,
+    remove_dentry: PreparedStatement,
+    dir_state: PreparedStatement,
+    delete_dir_under: PreparedStatement,
 }
 
 impl Statements {
@@ -259,6 +264,21 @@ impl Statements {
             ))?,
             drop_mover: p(format!(
                 "UPDATE {ks}.volumes SET mover = null WHERE {key} IF mover = ?"
+            ))?,
+            delete_last_name: p(format!(
+                "DELETE FROM {ks}.inodes WHERE {ino_key} IF names = ?"
+            ))?,
+            remove_dentry: p(format!(
+                "DELETE FROM {ks}.dentries WHERE {key} AND parent = ? AND name = ? IF ino = ?"
+            ))?,
+            dir_state: p(format!(
+                "SELECT kind, dying FROM {ks}.inodes WHERE {ino_key}"
+            ))?,
+            delete_unnamed: p(format!(
+                "DELETE FROM {ks}.inodes WHERE {ino_key} IF names = null"
+            ))?,
+            delete_dir_under: p(format!(
+                "DELETE FROM {ks}.inodes WHERE {ino_key} IF parent = ?"
             ))?,
         })
     }
@@ -454,6 +474,32 @@ impl Store {
         Ok(())
     }
 
+    /// Whether a directory exists and no rmdir of it is under way.
+    pub fn dir_alive(&self, ino: u64) -> Result<bool> {
+        let rows = self.exec(&self.st.dir_state, (self.owner, &self.env, ino as i64))?;
+        Ok(match rows.first() {
+            Some(r) => matches!(
+                (r.columns.first(), r.columns.get(1)),
+                (Some(Some(CqlValue::Int(_))), Some(None) | None)
+            ),
+            None => false,
+        })
+    }
+
+    /// Deletes a non-directory inode if it has no name left, decided by
+    /// Cassandra (a name added or moved meanwhile keeps it): true if deleted.
+    pub fn delete_if_unnamed(&self, ino: u64) -> Result<bool> {
+        let v = (self.owner, &self.env, ino as i64);
+        Ok(first_bool(self.exec(&self.st.delete_unnamed, v)?))
+    }
+
+    /// Deletes a directory inode if it is still under `parent` (not moved
+    /// meanwhile by another host): true if deleted.
+    pub fn delete_dir_if_under(&self, ino: u64, parent: u64) -> Result<bool> {
+        let v = (self.owner, &self.env, ino as i64, parent as i64);
+        Ok(first_bool(self.exec(&self.st.delete_dir_under, v)?))
+    }
+
     pub fn delete_inode(&self, ino: u64) -> Result<()> {
         self.apply(vec![Write::DeleteInode(ino)])
     }
@@ -570,9 +616,6 @@ impl Store {
     /// Cassandra (not by a cache), with `also` applied in the same round
     /// trip whatever the outcome: true when this call created the name.
     pub fn create_dentry(&self, parent: u64, d: &Dentry, also: Vec<Write>) -> Result<bool> {
-        let jobs = self.prepare_writes(&also)?;
-        let s = self.conn.session();
-        let ps = &self.st.create_dentry;
         let v = (
             self.owner,
             self.env.clone(),
@@ -581,10 +624,48 @@ impl Store {
             d.ino as i64,
             d.kind as i32,
         );
+        self.conditional(&self.st.create_dentry, v, also)
+    }
+
+    /// Deletes a non-directory inode whose only name is `key` (a conditional
+    /// write), with `also` in the same round trip: true if deleted.
+    pub fn delete_if_last_name(&self, ino: u64, key: &[u8], also: Vec<Write>) -> Result<bool> {
+        let v = (self.owner, self.env.clone(), ino as i64, vec![key.to_vec()]);
+        self.conditional(&self.st.delete_last_name, v, also)
+    }
+
+    /// Removes a name only if it still names inode `ino` (a conditional
+    /// write: a name another host replaced meanwhile is left alone), with
+    /// `also` applied in the same round trip: true when removed.
+    pub fn remove_dentry(
+        &self,
+        parent: u64,
+        name: &[u8],
+        ino: u64,
+        also: Vec<Write>,
+    ) -> Result<bool> {
+        let v = (
+            self.owner,
+            self.env.clone(),
+            parent as i64,
+            name.to_vec(),
+            ino as i64,
+        );
+        self.conditional(&self.st.remove_dentry, v, also)
+    }
+
+    /// Runs one conditional write and `also` concurrently (one round trip;
+    /// `also` is applied whatever the condition's outcome): true when the
+    /// conditional write applied.
+    fn conditional<V>(&self, ps: &PreparedStatement, values: V, also: Vec<Write>) -> Result<bool>
+    where
+        V: scylla::serialize::row::SerializeRow + Send,
+    {
+        let jobs = self.prepare_writes(&also)?;
+        let s = self.conn.session();
         self.conn.run(1 + jobs.len() as u64, async move {
-            let lwt = s.execute_unpaged(ps, v);
-            let rest = run_parallel(s.clone(), jobs);
-            let (lwt, rest) = tokio::join!(lwt, rest);
+            let lwt = s.execute_unpaged(ps, values);
+            let (lwt, rest) = tokio::join!(lwt, run_parallel(s.clone(), jobs));
             rest?;
             Ok(first_bool(result_rows(lwt.map_err(StoreError::request)?)?))
         })
