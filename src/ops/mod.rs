@@ -208,6 +208,10 @@ impl Fs {
     /// Opens the volume, creating it (and its root) on first mount.
     pub fn new(store: Store, cfg: FsConfig, root_owner: Caller) -> FsResult<Fs> {
         store.ensure_volume(root_owner.uid, root_owner.gid)?;
+        let finished = store.finish_renames()?;
+        if finished > 0 {
+            log::info!("finished {finished} rename(s) left half-done by an earlier process");
+        }
         let store = Arc::new(store);
         let cache = Arc::new(Cache::new(cfg.fcache_ttl, cfg.cache_size));
         Ok(Fs {

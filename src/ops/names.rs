@@ -280,18 +280,36 @@ impl Fs {
         self.cache.forget_inode(ino);
         self.dir_changed(newparent, now, 0);
         if !created? {
-            let unnamed = Change::default().with_names(SetOp::Remove(key));
-            self.store.apply(vec![Write::Update(ino, unnamed)])?;
+            self.unrecord_name(ino, newparent, newname)?;
             return Err(FsError::Exists);
         }
         // Deleted by another host meanwhile: the new name must not point
         // at nothing.
-        if self.store.get_version(ino)?.is_none() {
+        // ...nor land in a directory another host is removing.
+        if self.store.get_version(ino)?.is_none() || !self.store.dir_alive(newparent)? {
             self.store.delete_dentry(newparent, newname)?;
+            self.unrecord_name(ino, newparent, newname)?;
             return Err(FsError::NotFound);
         }
         self.cache.set_dentry(newparent, newname, Some(d));
         self.getattr(ino)
+    }
+
+    /// Takes back the record of name `parent`/`name` that `ino` wrote
+    /// before its conditional create of that name failed, unless the name
+    /// does name `ino` (another host made the same name for the same inode
+    /// first: the record is theirs too).
+    pub(super) fn unrecord_name(&self, ino: u64, parent: u64, name: &[u8]) -> FsResult<()> {
+        if self
+            .store
+            .get_dentry(parent, name)?
+            .is_some_and(|d| d.ino == ino)
+        {
+            return Ok(());
+        }
+        let c = Change::default().with_names(SetOp::Remove(name_key(parent, name)));
+        self.store.apply(vec![Write::Update(ino, c)])?;
+        Ok(())
     }
 
     /// The current entry of a name, asking Cassandra (not the cache).

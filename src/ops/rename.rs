@@ -192,30 +192,43 @@ impl Fs {
         };
         let now = now_ns();
         let mut writes = vec![Write::DeleteDentry(parent, name.to_vec())];
-        if flags.noreplace || dst.is_none() {
-            // A new name is made by a conditional write (a name another
-            // host made meanwhile is never overwritten); a file records it
-            // first, so a crash leaves a count too high, never too low.
-            let key = name_key(newparent, newname);
-            let record = |op| Write::Update(src.ino, Change::default().with_names(op));
-            if src.kind != Kind::Dir {
-                self.store.apply(vec![record(SetOp::Add(key.clone()))])?;
-            }
-            if !self.store.create_dentry(newparent, &moved, Vec::new())? {
-                if src.kind != Kind::Dir {
-                    self.store.apply(vec![record(SetOp::Remove(key))])?;
-                }
-                self.cache.forget_dentry(newparent, newname);
-                if flags.noreplace {
-                    return Err(FsError::Exists);
-                }
-                // Made by another host since it was read: replace it.
-                drop(_lease);
-                return self.rename(parent, name, newparent, newname, flags);
-            }
-        } else {
-            writes.push(Write::PutDentry(newparent, moved.clone()));
+        let journal_id = rand::random::<i64>();
+        // The new name is made (or, over an existing name, replaced) by a
+        // conditional write: a name another host made or replaced meanwhile
+        // is never overwritten unseen (the rename starts again). It records
+        // the source until the batch clears it, journaled in the same round
+        // trip: a rename interrupted in between is finished by the next
+        // reader of the name or the next mount (store/moves.rs).
+        let key = name_key(newparent, newname);
+        let from = Some(name_key(parent, name));
+        let mut also = vec![Write::Journal(journal_id, newparent, newname.to_vec())];
+        if src.kind != Kind::Dir {
+            let c = Change::default().with_names(SetOp::Add(key));
+            also.push(Write::Update(src.ino, c));
         }
+        let placed = match &dst {
+            None => self
+                .store
+                .create_dentry_from(newparent, &moved, from, also)?,
+            Some(old) => self
+                .store
+                .replace_dentry_from(newparent, &moved, old.ino, from, also)?,
+        };
+        if !placed {
+            self.store.apply(vec![Write::Unjournal(journal_id)])?;
+            if src.kind != Kind::Dir {
+                self.unrecord_name(src.ino, newparent, newname)?;
+            }
+            self.cache.forget_dentry(newparent, newname);
+            if flags.noreplace {
+                return Err(FsError::Exists);
+            }
+            // Made or replaced by another host since it was read: again.
+            drop(_lease);
+            return self.rename(parent, name, newparent, newname, flags);
+        }
+        writes.push(Write::ClearMoving(newparent, newname.to_vec()));
+        writes.push(Write::Unjournal(journal_id));
         writes.extend(self.moved_writes(&src, (parent, name), (newparent, newname), now));
         let moved_dir = (src.kind == Kind::Dir).then_some(src.ino);
         writes.extend(self.parent_writes(parent, newparent, moved_dir, now));
@@ -247,7 +260,22 @@ impl Fs {
         if let Some(gone) = replaced {
             self.link_dropped(gone)?;
         }
-        self.moved_still_exists(newparent, &moved, moved_out == 1)
+        self.moved_still_exists(newparent, &moved, moved_out == 1)?;
+        if parent != newparent && !self.store.dir_alive(newparent)? {
+            // The new parent is being removed by another host (its rmdir
+            // marked it before checking it was empty): move back rather than
+            // leave the name in a removed directory.
+            drop(_lease);
+            let back = RenameFlags {
+                noreplace: true,
+                exchange: false,
+            };
+            if let Err(e) = self.rename(newparent, newname, parent, name, back) {
+                log::warn!("rename into a directory being removed could not be undone: {e}");
+            }
+            return Err(FsError::NotFound);
+        }
+        Ok(())
     }
 
     /// After a rename's batch: if another host deleted the moved inode

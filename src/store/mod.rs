@@ -10,6 +10,7 @@
 //! binds the volume's key from the store itself, so code above this module
 //! cannot reach another volume's rows.
 
+mod moves;
 mod records;
 mod schema;
 mod session;

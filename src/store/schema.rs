@@ -7,7 +7,14 @@ use super::{Result, StoreConfig, StoreError};
 pub const SCHEMA_CQL: &str = include_str!("../../cql/cassfs.cql");
 
 /// The tables a keyspace must hold for CassFS to mount it.
-const TABLES: [&str; 5] = ["volumes", "inodes", "dentries", "blocks", "block_refs"];
+const TABLES: [&str; 6] = [
+    "volumes",
+    "inodes",
+    "dentries",
+    "blocks",
+    "block_refs",
+    "renames",
+];
 
 /// Checks that a keyspace name is a plain CQL identifier.
 pub(super) fn valid_keyspace(ks: &str) -> Result<()> {

@@ -18,6 +18,7 @@ use scylla::value::{CqlValue, Row};
 
 use parking_lot::Mutex;
 
+use super::moves::RawDentry;
 use super::records::{dentry_from_row, InodeRow, INODE_COLUMNS};
 use super::schema::{check_schema, valid_keyspace};
 use super::writes::{Cql, Write};
@@ -193,6 +194,8 @@ struct Statements {
     delete_unnamed: PreparedStatement,
     delete_last_name: PreparedStatement,
     remove_dentry: PreparedStatement,
+    replace_dentry: PreparedStatement,
+    pending_renames: PreparedStatement,
     dir_state: PreparedStatement,
     delete_dir_under: PreparedStatement,
 }
@@ -222,21 +225,23 @@ impl Statements {
                 "UPDATE {ks}.inodes SET xattrs = xattrs - ?, ctime_ns = ? WHERE {ino_key}"
             ))?,
             get_dentry: p(format!(
-                "SELECT ino, kind FROM {ks}.dentries WHERE {key} AND parent = ? AND name = ?"
+                "SELECT ino, kind, moving_from FROM {ks}.dentries WHERE {key} AND parent = ? \
+                 AND name = ?"
             ))?,
             list_dentries: p(format!(
-                "SELECT name, ino, kind FROM {ks}.dentries WHERE {key} AND parent = ?"
+                "SELECT name, ino, kind, moving_from FROM {ks}.dentries WHERE {key} AND parent = ?"
             ))?,
             any_dentry: p(format!(
                 "SELECT name FROM {ks}.dentries WHERE {key} AND parent = ? LIMIT 1"
             ))?,
             small_dir: p(format!(
-                "SELECT name, ino, kind FROM {ks}.dentries WHERE {key} AND parent = ? LIMIT {}",
+                "SELECT name, ino, kind, moving_from FROM {ks}.dentries WHERE {key} \
+                 AND parent = ? LIMIT {}",
                 SMALL_DIR + 1
             ))?,
             create_dentry: p(format!(
-                "INSERT INTO {ks}.dentries (owner, environment, parent, name, ino, kind) \
-                 VALUES (?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+                "INSERT INTO {ks}.dentries (owner, environment, parent, name, ino, kind, \
+                 moving_from) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))?,
             insert_block: p(format!(
                 "INSERT INTO {ks}.blocks (owner, hash, data) VALUES (?, ?, ?)"
@@ -267,6 +272,13 @@ impl Statements {
             ))?,
             delete_last_name: p(format!(
                 "DELETE FROM {ks}.inodes WHERE {ino_key} IF names = ?"
+            ))?,
+            replace_dentry: p(format!(
+                "UPDATE {ks}.dentries SET ino = ?, kind = ?, moving_from = ? \
+                 WHERE {key} AND parent = ? AND name = ? IF ino = ?"
+            ))?,
+            pending_renames: p(format!(
+                "SELECT id, parent, name FROM {ks}.renames WHERE {key}"
             ))?,
             remove_dentry: p(format!(
                 "DELETE FROM {ks}.dentries WHERE {key} AND parent = ? AND name = ? IF ino = ?"
@@ -518,6 +530,12 @@ impl Store {
     }
 
     pub fn get_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<Dentry>> {
+        let raw = self.get_raw_dentry(parent, name)?;
+        self.settle_one(parent, raw)
+    }
+
+    /// An entry as stored, with the source of an unfinished rename.
+    pub(super) fn get_raw_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<RawDentry>> {
         let s = self.conn.session();
         let (ps, env) = (&self.st.get_dentry, self.env.as_str());
         self.conn
@@ -550,6 +568,7 @@ impl Store {
             );
             Ok((d?, i?))
         })?;
+        let d = self.settle_one(parent, d)?;
         match &d {
             Some(d) if d.ino != guess => Ok((Some(d.clone()), self.get_inode(d.ino)?)),
             Some(_) => Ok((d, i)),
@@ -577,7 +596,7 @@ impl Store {
             out.extend(rows);
             match next {
                 PagingStateResponse::HasMorePages { state } => paging = state,
-                PagingStateResponse::NoMorePages => return Ok(out),
+                PagingStateResponse::NoMorePages => return self.settle(parent, out),
             }
         }
     }
@@ -595,7 +614,10 @@ impl Store {
                 .map_err(StoreError::request)?;
             dentry_rows(res)
         })?;
-        Ok((rows.len() <= SMALL_DIR).then_some(rows))
+        if rows.len() > SMALL_DIR {
+            return Ok(None);
+        }
+        self.settle(parent, rows).map(Some)
     }
 
     /// Whether a directory has any entry.
@@ -616,6 +638,20 @@ impl Store {
     /// Cassandra (not by a cache), with `also` applied in the same round
     /// trip whatever the outcome: true when this call created the name.
     pub fn create_dentry(&self, parent: u64, d: &Dentry, also: Vec<Write>) -> Result<bool> {
+        self.create_dentry_from(parent, d, None, also)
+    }
+
+    /// Like [`Store::create_dentry`], for a rename to a new name: the entry
+    /// records its source (a [`name_key`](super::name_key)) until the rename's
+    /// batch clears it, so a rename interrupted between the two is finished
+    /// by whoever reads the entry next (`store/moves.rs`).
+    pub fn create_dentry_from(
+        &self,
+        parent: u64,
+        d: &Dentry,
+        moving_from: Option<Vec<u8>>,
+        also: Vec<Write>,
+    ) -> Result<bool> {
         let v = (
             self.owner,
             self.env.clone(),
@@ -623,8 +659,55 @@ impl Store {
             d.name.clone(),
             d.ino as i64,
             d.kind as i32,
+            moving_from,
         );
         self.conditional(&self.st.create_dentry, v, also)
+    }
+
+    /// Finishes the renames to a new name that a process left half-done
+    /// (see `renames` in cql/cassfs.cql); run when a mount starts.
+    pub fn finish_renames(&self) -> Result<usize> {
+        let rows = self.exec(&self.st.pending_renames, (self.owner, &self.env))?;
+        let mut n = 0;
+        for r in rows {
+            let mut c = r.columns.into_iter();
+            if let (
+                Some(Some(CqlValue::BigInt(id))),
+                Some(Some(CqlValue::BigInt(p))),
+                Some(Some(CqlValue::Blob(name))),
+            ) = (c.next(), c.next(), c.next())
+            {
+                // Reading the entry finishes its rename (store/moves.rs).
+                self.get_dentry(p as u64, &name)?;
+                self.apply(vec![Write::Unjournal(id)])?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
+    /// Points an existing name at `d.ino` only if it still names `old`
+    /// (a conditional write), recording the rename's source like
+    /// [`Store::create_dentry_from`]: true when replaced.
+    pub fn replace_dentry_from(
+        &self,
+        parent: u64,
+        d: &Dentry,
+        old: u64,
+        moving_from: Option<Vec<u8>>,
+        also: Vec<Write>,
+    ) -> Result<bool> {
+        let v = (
+            d.ino as i64,
+            d.kind as i32,
+            moving_from,
+            self.owner,
+            self.env.clone(),
+            parent as i64,
+            d.name.clone(),
+            old as i64,
+        );
+        self.conditional(&self.st.replace_dentry, v, also)
     }
 
     /// Deletes a non-directory inode whose only name is `key` (a conditional
@@ -858,13 +941,16 @@ async fn run_parallel(s: Arc<Session>, jobs: Vec<(PreparedStatement, Cql)>) -> R
 }
 
 /// The (name, ino, kind) rows of a dentry listing.
-fn dentry_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<Dentry>> {
+fn dentry_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<RawDentry>> {
     let rows = res.into_rows_result().map_err(StoreError::request)?;
     let rows = rows
-        .rows::<(Vec<u8>, i64, i32)>()
+        .rows::<(Vec<u8>, i64, i32, Option<Vec<u8>>)>()
         .map_err(StoreError::request)?;
-    rows.map(|r| dentry_from_row(r.map_err(StoreError::request)?))
-        .collect()
+    rows.map(|r| {
+        let (name, ino, kind, moving) = r.map_err(StoreError::request)?;
+        Ok((dentry_from_row((name, ino, kind))?, moving))
+    })
+    .collect()
 }
 
 async fn fetch_inode(
@@ -892,16 +978,16 @@ async fn fetch_dentry(
     env: &str,
     parent: u64,
     name: &[u8],
-) -> Result<Option<Dentry>> {
+) -> Result<Option<RawDentry>> {
     let res = s
         .execute_unpaged(ps, (owner, env, parent as i64, name))
         .await
         .map_err(StoreError::request)?;
     let rows = res.into_rows_result().map_err(StoreError::request)?;
     let row = rows
-        .maybe_first_row::<(i64, i32)>()
+        .maybe_first_row::<(i64, i32, Option<Vec<u8>>)>()
         .map_err(StoreError::request)?;
-    row.map(|(ino, kind)| dentry_from_row((name.to_vec(), ino, kind)))
+    row.map(|(ino, kind, moving)| Ok((dentry_from_row((name.to_vec(), ino, kind))?, moving)))
         .transpose()
 }
 

@@ -91,6 +91,12 @@ pub enum Write {
     Update(u64, Change),
     PutDentry(u64, Dentry),
     DeleteDentry(u64, Vec<u8>),
+    /// Clears the record of a finished rename on an entry.
+    ClearMoving(u64, Vec<u8>),
+    /// Journals a rename to a new name (id, new parent, new name).
+    Journal(i64, u64, Vec<u8>),
+    /// Removes a rename's journal row.
+    Unjournal(i64),
 }
 
 /// A statement text and its values (`None` binds NULL).
@@ -155,6 +161,28 @@ impl Write {
                     vec![big(*parent), blob(&d.name), big(d.ino), int(d.kind as u32)],
                 ]
                 .concat(),
+            ),
+            Write::Journal(id, parent, name) => (
+                format!(
+                    "INSERT INTO {ks}.renames (owner, environment, id, parent, name) \
+                     VALUES (?, ?, ?, ?, ?)"
+                ),
+                [
+                    key,
+                    vec![Some(CqlValue::BigInt(*id)), big(*parent), blob(name)],
+                ]
+                .concat(),
+            ),
+            Write::Unjournal(id) => (
+                format!("DELETE FROM {ks}.renames WHERE owner = ? AND environment = ? AND id = ?"),
+                [key, vec![Some(CqlValue::BigInt(*id))]].concat(),
+            ),
+            Write::ClearMoving(parent, name) => (
+                format!(
+                    "UPDATE {ks}.dentries SET moving_from = null WHERE owner = ? \
+                     AND environment = ? AND parent = ? AND name = ?"
+                ),
+                [key, vec![big(*parent), blob(name)]].concat(),
             ),
             Write::DeleteDentry(parent, name) => (
                 format!(
