@@ -38,18 +38,6 @@ use rand::{Rng, SeedableRng};
 use common::*;
 use invariants::*;
 
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    if v.is_empty() {
-        return None;
-    }
-    Some(
-        v.parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
-    )
-}
-
 /// What the workload thread and the test share.
 struct Work {
     model: Model,

@@ -6,10 +6,9 @@
 
 mod common;
 
-use std::ffi::{CString, OsStr, OsString};
+use std::ffi::{OsStr, OsString};
 use std::fs::{self, OpenOptions};
 use std::io;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt};
 use std::os::unix::io::AsRawFd;
 use std::path::Path;
@@ -36,18 +35,6 @@ fn assert_serves(m: &mut Mount, after: &str) {
     let data = format!("still serving after {after}");
     write(&p, data.as_bytes());
     assert_eq!(read(&p), data.as_bytes(), "read back after {after}");
-}
-
-fn c_path(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
-}
-
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 /// truncate(2) by path.
@@ -82,17 +69,6 @@ fn pwrite_raw(f: &fs::File, data: &[u8], off: i64) -> io::Result<usize> {
 }
 
 /// Asserts `r` failed with one of `allowed`.
-#[track_caller]
-fn assert_errno_in<T: std::fmt::Debug>(r: io::Result<T>, allowed: &[i32], what: &str) {
-    match r {
-        Ok(v) => panic!("{what}: expected one of errno {allowed:?}, got success {v:?}"),
-        Err(e) => assert!(
-            allowed.contains(&errno(&e)),
-            "{what}: expected one of errno {allowed:?}, got {e}"
-        ),
-    }
-}
-
 /// Opens `p` read-write.
 fn open_rw(p: &Path) -> fs::File {
     OpenOptions::new()

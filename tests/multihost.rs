@@ -13,7 +13,6 @@ use std::collections::BTreeSet;
 use std::ffi::{CString, OsString};
 use std::fs::{self, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileExt, MetadataExt, PermissionsExt};
 use std::os::unix::io::AsRawFd;
 use std::path::{Path, PathBuf};
@@ -23,18 +22,6 @@ use common::*;
 
 /// How long a default-flags host may take to see another host's change.
 const SEE: Duration = Duration::from_secs(75);
-
-fn c_path(p: &Path) -> CString {
-    CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
-}
-
-fn check(r: libc::c_int) -> io::Result<()> {
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
 
 /// mkfifo(3) with mode 0644.
 fn mkfifo(p: &Path) -> io::Result<()> {
@@ -94,16 +81,6 @@ fn set_of(items: &[&str]) -> BTreeSet<OsString> {
 
 /// Asserts `r` failed with one of `allowed`.
 #[track_caller]
-fn assert_errno_in<T: std::fmt::Debug>(r: io::Result<T>, allowed: &[i32], what: &str) {
-    match r {
-        Ok(v) => panic!("{what}: expected one of errno {allowed:?}, got success {v:?}"),
-        Err(e) => assert!(
-            allowed.contains(&errno(&e)),
-            "{what}: expected one of errno {allowed:?}, got {e}"
-        ),
-    }
-}
-
 // The user's scenario: B lists up/; A makes up/2026 and writes a photo into
 // it; B's mkdir up/2026 must fail with EEXIST (not replace A's directory),
 // and a fresh mount still reads A's photo.

@@ -52,18 +52,6 @@ use rand::{Rng, SeedableRng};
 use common::*;
 use invariants::*;
 
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    if v.is_empty() {
-        return None;
-    }
-    Some(
-        v.parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
-    )
-}
-
 /// The errors races between writers legitimately give each kind of
 /// operation on the shared names (d* are always directories, f* never).
 /// ENOENT: a name or a parent went away; ESTALE: the kernel's name cache

@@ -40,8 +40,8 @@ pub struct Opened {
     pub fh: u64,
     /// The kernel may keep the pages it cached (the content is unchanged).
     pub keep_cache: bool,
-    /// The kernel may hold attributes (the size) of an older version:
-    /// they must be invalidated before it reads.
+    /// The kernel may hold attributes (the size) of another version: they
+    /// must be invalidated before it reads.
     pub attrs_stale: bool,
 }
 
@@ -214,7 +214,9 @@ impl Fs {
         Ok(Opened {
             fh,
             keep_cache: !flags.truncate && had == Some(version),
-            attrs_stale: had.is_some_and(|v| v != version),
+            // Also on a first open here: the kernel may hold attributes
+            // from a lookup made before the content changed.
+            attrs_stale: had != Some(version),
         })
     }
 

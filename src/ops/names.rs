@@ -23,6 +23,8 @@ const CREATE_TRIES: u32 = 4;
 /// How often unlink and rmdir try again when the name they read was
 /// replaced by another host before they could remove it.
 const REMOVE_TRIES: u32 = 4;
+/// How long an rmdir waits for another rmdir of the same directory.
+const RMDIR_WAIT: std::time::Duration = std::time::Duration::from_millis(50);
 /// The longest symlink target (Linux's PATH_MAX less the final NUL).
 pub const SYMLINK_MAX: usize = 4095;
 
@@ -125,21 +127,6 @@ impl Fs {
             // `None`: removed again meanwhile.
             return Ok(Err(existing));
         }
-        if !self.store.dir_alive(parent.ino)? {
-            // An rmdir of the parent on another host is under way or done:
-            // the new name must not land in a removed directory.
-            let mut undo = vec![
-                Write::DeleteDentry(parent.ino, name.to_vec()),
-                Write::DeleteInode(inode.ino),
-            ];
-            if is_dir {
-                let c = Change::default().with_subdirs(SetOp::Remove(inode.ino));
-                undo.push(Write::Update(parent.ino, c));
-            }
-            self.store.apply_atomic(undo)?;
-            self.cache.forget_inode(parent.ino);
-            return Err(FsError::NotFound);
-        }
         self.cache.put_inode(inode);
         self.cache.set_dentry(parent.ino, name, Some(d));
         if is_dir {
@@ -155,7 +142,9 @@ impl Fs {
         inode.parent = p.ino;
         match self.add_entry(&p, name, &inode)? {
             Ok(()) => Ok(inode),
-            Err(_) => Err(FsError::Exists),
+            Err(Some(_)) => Err(FsError::Exists),
+            // No such name, yet not created: the directory is being removed.
+            Err(None) => Err(FsError::NotFound),
         }
     }
 
@@ -250,7 +239,9 @@ impl Fs {
                 },
             }
         }
-        Err(FsError::Busy)
+        // The name could not be made and is not there: the directory is
+        // being removed (or the name keeps coming and going).
+        Err(FsError::NotFound)
     }
 
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Inode> {
@@ -281,12 +272,14 @@ impl Fs {
         self.dir_changed(newparent, now, 0);
         if !created? {
             self.unrecord_name(ino, newparent, newname)?;
-            return Err(FsError::Exists);
+            return match self.store.get_dentry(newparent, newname)? {
+                Some(_) => Err(FsError::Exists),
+                None => Err(FsError::NotFound), // the directory is being removed
+            };
         }
         // Deleted by another host meanwhile: the new name must not point
         // at nothing.
-        // ...nor land in a directory another host is removing.
-        if self.store.get_version(ino)?.is_none() || !self.store.dir_alive(newparent)? {
+        if self.store.get_version(ino)?.is_none() {
             self.store.delete_dentry(newparent, newname)?;
             self.unrecord_name(ino, newparent, newname)?;
             return Err(FsError::NotFound);
@@ -452,23 +445,21 @@ impl Fs {
             if d.kind != Kind::Dir {
                 return Err(FsError::NotDir);
             }
-            // Marked first, checked second (see `dying` in cql/cassfs.cql).
+            // Marked first, checked second: the sentinel makes every later
+            // conditional write of an entry into it fail (cql/cassfs.cql).
             let now = now_ns();
-            let mark = |v: Option<i64>| {
-                let c = Change {
-                    dying: Some(v),
-                    ..Change::default()
-                };
-                self.store.apply(vec![Write::Update(d.ino, c)])
-            };
-            mark(Some(now))?;
+            if !self.store.mark_removing(d.ino, true)? {
+                // Another rmdir of it is under way: see how it ends.
+                std::thread::sleep(RMDIR_WAIT);
+                continue;
+            }
             if self.store.dir_has_entries(d.ino)? {
-                mark(None)?;
+                self.store.mark_removing(d.ino, false)?;
                 return Err(FsError::NotEmpty);
             }
             // Removed only if the name still names this directory.
             if !self.store.remove_dentry(parent, name, d.ino, Vec::new())? {
-                mark(None)?;
+                self.store.mark_removing(d.ino, false)?;
                 self.cache.forget_dentry(parent, name);
                 continue;
             }

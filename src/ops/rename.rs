@@ -180,8 +180,16 @@ impl Fs {
             match (src.kind == Kind::Dir, dst.kind == Kind::Dir) {
                 (true, false) => return Err(FsError::NotDir),
                 (false, true) => return Err(FsError::IsDir),
-                (true, true) if self.store.dir_has_entries(dst.ino)? => {
-                    return Err(FsError::NotEmpty)
+                (true, true) => {
+                    // Replacing a directory removes it: like rmdir, its
+                    // sentinel is set before it is checked to be empty.
+                    if !self.store.mark_removing(dst.ino, true)? {
+                        return Err(FsError::Busy);
+                    }
+                    if self.store.dir_has_entries(dst.ino)? {
+                        self.store.mark_removing(dst.ino, false)?;
+                        return Err(FsError::NotEmpty);
+                    }
                 }
                 _ => {}
             }
@@ -216,12 +224,19 @@ impl Fs {
         };
         if !placed {
             self.store.apply(vec![Write::Unjournal(journal_id)])?;
+            if let Some(d) = dst.as_ref().filter(|d| d.kind == Kind::Dir) {
+                self.store.mark_removing(d.ino, false)?;
+            }
             if src.kind != Kind::Dir {
                 self.unrecord_name(src.ino, newparent, newname)?;
             }
             self.cache.forget_dentry(newparent, newname);
-            if flags.noreplace {
+            let now_there = self.store.get_dentry(newparent, newname)?;
+            if flags.noreplace && now_there.is_some() {
                 return Err(FsError::Exists);
+            }
+            if now_there.is_none() {
+                return Err(FsError::NotFound); // the new parent is being removed
             }
             // Made or replaced by another host since it was read: again.
             drop(_lease);
@@ -261,20 +276,6 @@ impl Fs {
             self.link_dropped(gone)?;
         }
         self.moved_still_exists(newparent, &moved, moved_out == 1)?;
-        if parent != newparent && !self.store.dir_alive(newparent)? {
-            // The new parent is being removed by another host (its rmdir
-            // marked it before checking it was empty): move back rather than
-            // leave the name in a removed directory.
-            drop(_lease);
-            let back = RenameFlags {
-                noreplace: true,
-                exchange: false,
-            };
-            if let Err(e) = self.rename(newparent, newname, parent, name, back) {
-                log::warn!("rename into a directory being removed could not be undone: {e}");
-            }
-            return Err(FsError::NotFound);
-        }
         Ok(())
     }
 

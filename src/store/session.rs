@@ -195,8 +195,10 @@ struct Statements {
     delete_last_name: PreparedStatement,
     remove_dentry: PreparedStatement,
     replace_dentry: PreparedStatement,
+    sentinel_live: PreparedStatement,
+    sentinel_set: PreparedStatement,
+    sentinel_clear: PreparedStatement,
     pending_renames: PreparedStatement,
-    dir_state: PreparedStatement,
     delete_dir_under: PreparedStatement,
 }
 
@@ -232,12 +234,12 @@ impl Statements {
                 "SELECT name, ino, kind, moving_from FROM {ks}.dentries WHERE {key} AND parent = ?"
             ))?,
             any_dentry: p(format!(
-                "SELECT name FROM {ks}.dentries WHERE {key} AND parent = ? LIMIT 1"
+                "SELECT name FROM {ks}.dentries WHERE {key} AND parent = ? LIMIT 2"
             ))?,
             small_dir: p(format!(
                 "SELECT name, ino, kind, moving_from FROM {ks}.dentries WHERE {key} \
                  AND parent = ? LIMIT {}",
-                SMALL_DIR + 1
+                SMALL_DIR + 2
             ))?,
             create_dentry: p(format!(
                 "INSERT INTO {ks}.dentries (owner, environment, parent, name, ino, kind, \
@@ -277,14 +279,23 @@ impl Statements {
                 "UPDATE {ks}.dentries SET ino = ?, kind = ?, moving_from = ? \
                  WHERE {key} AND parent = ? AND name = ? IF ino = ?"
             ))?,
+            sentinel_live: p(format!(
+                "UPDATE {ks}.dentries SET kind = null WHERE {key} AND parent = ? AND name = ? \
+                 IF ino = null"
+            ))?,
+            sentinel_set: p(format!(
+                "UPDATE {ks}.dentries SET ino = -1 WHERE {key} AND parent = ? AND name = ? \
+                 IF ino = null"
+            ))?,
+            sentinel_clear: p(format!(
+                "UPDATE {ks}.dentries SET ino = null WHERE {key} AND parent = ? AND name = ? \
+                 IF ino = -1"
+            ))?,
             pending_renames: p(format!(
                 "SELECT id, parent, name FROM {ks}.renames WHERE {key}"
             ))?,
             remove_dentry: p(format!(
                 "DELETE FROM {ks}.dentries WHERE {key} AND parent = ? AND name = ? IF ino = ?"
-            ))?,
-            dir_state: p(format!(
-                "SELECT kind, dying FROM {ks}.inodes WHERE {ino_key}"
             ))?,
             delete_unnamed: p(format!(
                 "DELETE FROM {ks}.inodes WHERE {ino_key} IF names = null"
@@ -486,18 +497,6 @@ impl Store {
         Ok(())
     }
 
-    /// Whether a directory exists and no rmdir of it is under way.
-    pub fn dir_alive(&self, ino: u64) -> Result<bool> {
-        let rows = self.exec(&self.st.dir_state, (self.owner, &self.env, ino as i64))?;
-        Ok(match rows.first() {
-            Some(r) => matches!(
-                (r.columns.first(), r.columns.get(1)),
-                (Some(Some(CqlValue::Int(_))), Some(None) | None)
-            ),
-            None => false,
-        })
-    }
-
     /// Deletes a non-directory inode if it has no name left, decided by
     /// Cassandra (a name added or moved meanwhile keeps it): true if deleted.
     pub fn delete_if_unnamed(&self, ino: u64) -> Result<bool> {
@@ -623,7 +622,9 @@ impl Store {
     /// Whether a directory has any entry.
     pub fn dir_has_entries(&self, parent: u64) -> Result<bool> {
         let rows = self.exec(&self.st.any_dentry, (self.owner, &self.env, parent as i64))?;
-        Ok(!rows.is_empty())
+        Ok(rows
+            .iter()
+            .any(|r| !matches!(r.columns.first(), Some(Some(CqlValue::Blob(n))) if n.is_empty())))
     }
 
     pub fn put_dentry(&self, parent: u64, d: &Dentry) -> Result<()> {
@@ -661,7 +662,7 @@ impl Store {
             d.kind as i32,
             moving_from,
         );
-        self.conditional(&self.st.create_dentry, v, also)
+        self.conditional_in_live_dir(&self.st.create_dentry, v, parent, also)
     }
 
     /// Finishes the renames to a new name that a process left half-done
@@ -707,7 +708,7 @@ impl Store {
             d.name.clone(),
             old as i64,
         );
-        self.conditional(&self.st.replace_dentry, v, also)
+        self.conditional_in_live_dir(&self.st.replace_dentry, v, parent, also)
     }
 
     /// Deletes a non-directory inode whose only name is `key` (a conditional
@@ -752,6 +753,47 @@ impl Store {
             rest?;
             Ok(first_bool(result_rows(lwt.map_err(StoreError::request)?)?))
         })
+    }
+
+    /// Like [`Store::conditional`] for a write of an entry of `dir`, made
+    /// one conditional batch with a check of the directory's removal
+    /// sentinel (the entry with the empty name, set by
+    /// [`Store::mark_removing`]): an entry is never written into a
+    /// directory whose rmdir is under way. Paxos orders the two.
+    fn conditional_in_live_dir<V>(
+        &self,
+        ps: &PreparedStatement,
+        values: V,
+        dir: u64,
+        also: Vec<Write>,
+    ) -> Result<bool>
+    where
+        V: scylla::serialize::row::SerializeRow + Send,
+    {
+        let jobs = self.prepare_writes(&also)?;
+        let mut batch = Batch::new(BatchType::Logged);
+        batch.append_statement(ps.clone());
+        batch.append_statement(self.st.sentinel_live.clone());
+        let sentinel = (self.owner, self.env.clone(), dir as i64, Vec::<u8>::new());
+        let s = self.conn.session();
+        self.conn.run(2 + jobs.len() as u64, async move {
+            let lwt = s.batch(&batch, (values, sentinel));
+            let (lwt, rest) = tokio::join!(lwt, run_parallel(s.clone(), jobs));
+            rest?;
+            Ok(first_bool(result_rows(lwt.map_err(StoreError::request)?)?))
+        })
+    }
+
+    /// Sets (`true`) or clears a directory's removal sentinel, a
+    /// conditional write: false if another rmdir holds it already.
+    pub fn mark_removing(&self, dir: u64, on: bool) -> Result<bool> {
+        let ps = if on {
+            &self.st.sentinel_set
+        } else {
+            &self.st.sentinel_clear
+        };
+        let v = (self.owner, &self.env, dir as i64, Vec::<u8>::new());
+        Ok(first_bool(self.exec(ps, v)?))
     }
 
     /// Takes the volume's lease for moving directories between parents
@@ -944,13 +986,17 @@ async fn run_parallel(s: Arc<Session>, jobs: Vec<(PreparedStatement, Cql)>) -> R
 fn dentry_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<RawDentry>> {
     let rows = res.into_rows_result().map_err(StoreError::request)?;
     let rows = rows
-        .rows::<(Vec<u8>, i64, i32, Option<Vec<u8>>)>()
+        .rows::<(Vec<u8>, Option<i64>, Option<i32>, Option<Vec<u8>>)>()
         .map_err(StoreError::request)?;
-    rows.map(|r| {
+    let mut out = Vec::new();
+    for r in rows {
         let (name, ino, kind, moving) = r.map_err(StoreError::request)?;
-        Ok((dentry_from_row((name, ino, kind))?, moving))
-    })
-    .collect()
+        // The empty name is the directory's removal sentinel, not an entry.
+        if let (false, Some(ino), Some(kind)) = (name.is_empty(), ino, kind) {
+            out.push((dentry_from_row((name, ino, kind))?, moving));
+        }
+    }
+    Ok(out)
 }
 
 async fn fetch_inode(

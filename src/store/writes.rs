@@ -43,9 +43,6 @@ pub struct Change {
     pub names: Option<SetOp<Vec<u8>>>,
     /// A subdirectory of a directory.
     pub subdirs: Option<SetOp<u64>>,
-    /// A directory's rmdir mark: `Some(Some(t))` sets it, `Some(None)`
-    /// clears it.
-    pub dying: Option<Option<i64>>,
 }
 
 impl Change {
@@ -259,9 +256,6 @@ fn update_inode(ks: &str, key: Vec<Option<CqlValue>>, ino: u64, c: &Change) -> C
     }
     if let Some(v) = c.parent {
         plain("parent", big(v));
-    }
-    if let Some(v) = c.dying {
-        plain("dying", v.map(CqlValue::BigInt));
     }
     let mut set_op = |col: &str, add: bool, v: CqlValue| {
         let op = if add { '+' } else { '-' };

@@ -421,7 +421,7 @@ pub fn is_mounted(dir: &Path) -> bool {
     mount_fstype(dir).is_some()
 }
 
-fn c_path(p: &Path) -> CString {
+pub fn c_path(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).expect("path without NUL")
 }
 
@@ -728,7 +728,7 @@ fn c_str(s: &str) -> CString {
     CString::new(s).expect("string without NUL")
 }
 
-fn check(r: libc::c_int) -> io::Result<()> {
+pub fn check(r: libc::c_int) -> io::Result<()> {
     if r < 0 {
         Err(io::Error::last_os_error())
     } else {
@@ -915,4 +915,32 @@ pub fn names(dir: &Path) -> std::collections::BTreeSet<OsString> {
         .unwrap_or_else(|e| panic!("read_dir {}: {e}", dir.display()))
         .map(|e| e.expect("directory entry").file_name())
         .collect()
+}
+
+// ---------------------------------------------------------------------------
+// Small helpers of the multi-host, hostile-input, stress and crash tests
+// ---------------------------------------------------------------------------
+
+/// Asserts that `r` failed with one of `allowed`.
+pub fn assert_errno_in<T: std::fmt::Debug>(r: io::Result<T>, allowed: &[i32], what: &str) {
+    match r {
+        Ok(v) => panic!("{what}: expected one of errno {allowed:?}, got success {v:?}"),
+        Err(e) => assert!(
+            allowed.contains(&errno(&e)),
+            "{what}: expected one of errno {allowed:?}, got {e}"
+        ),
+    }
+}
+
+/// A number from the environment (`None` when unset or empty).
+pub fn env_u64(name: &str) -> Option<u64> {
+    let v = std::env::var(name).ok()?;
+    let v = v.trim();
+    if v.is_empty() {
+        return None;
+    }
+    Some(
+        v.parse()
+            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
+    )
 }
