@@ -37,17 +37,7 @@ use std::time::Duration;
 
 use runner::{generate_and_run, report, run, Config};
 
-fn env_u64(name: &str) -> Option<u64> {
-    let v = std::env::var(name).ok()?;
-    let v = v.trim();
-    if v.is_empty() {
-        return None;
-    }
-    Some(
-        v.parse()
-            .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
-    )
-}
+use common::env_u64;
 
 fn config(seed: u64, ops: usize, two_mounts: bool) -> Config {
     // Same umask on both sides, whatever the caller had.

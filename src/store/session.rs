@@ -748,10 +748,8 @@ impl Store {
         let jobs = self.prepare_writes(&also)?;
         let s = self.conn.session();
         self.conn.run(1 + jobs.len() as u64, async move {
-            let lwt = s.execute_unpaged(ps, values);
-            let (lwt, rest) = tokio::join!(lwt, run_parallel(s.clone(), jobs));
-            rest?;
-            Ok(first_bool(result_rows(lwt.map_err(StoreError::request)?)?))
+            let also = run_parallel(s.clone(), jobs);
+            applied_with(s.execute_unpaged(ps, values), also).await
         })
     }
 
@@ -777,10 +775,8 @@ impl Store {
         let sentinel = (self.owner, self.env.clone(), dir as i64, Vec::<u8>::new());
         let s = self.conn.session();
         self.conn.run(2 + jobs.len() as u64, async move {
-            let lwt = s.batch(&batch, (values, sentinel));
-            let (lwt, rest) = tokio::join!(lwt, run_parallel(s.clone(), jobs));
-            rest?;
-            Ok(first_bool(result_rows(lwt.map_err(StoreError::request)?)?))
+            let also = run_parallel(s.clone(), jobs);
+            applied_with(s.batch(&batch, (values, sentinel)), also).await
         })
     }
 
@@ -966,6 +962,17 @@ fn result_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<R
         .collect::<std::result::Result<Vec<_>, _>>()
         .map_err(StoreError::request)?;
     Ok(out)
+}
+
+/// Awaits a conditional write and other writes together: whether the
+/// condition applied, or the first failure.
+async fn applied_with<E: std::fmt::Display>(
+    lwt: impl Future<Output = std::result::Result<scylla::response::query_result::QueryResult, E>>,
+    also: impl Future<Output = Result<()>>,
+) -> Result<bool> {
+    let (lwt, rest) = tokio::join!(lwt, also);
+    rest?;
+    Ok(first_bool(result_rows(lwt.map_err(StoreError::request)?)?))
 }
 
 /// Runs prepared writes concurrently; fails if any failed.
