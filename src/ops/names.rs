@@ -448,21 +448,22 @@ impl Fs {
             // Marked first, checked second: the sentinel makes every later
             // conditional write of an entry into it fail (cql/cassfs.cql).
             let now = now_ns();
-            if !self.store.mark_removing(d.ino, true)? {
+            if !self.store.mark_removing(d.ino)? {
                 // Another rmdir of it is under way: see how it ends.
                 std::thread::sleep(RMDIR_WAIT);
                 continue;
             }
             if self.store.dir_has_entries(d.ino)? {
-                self.store.mark_removing(d.ino, false)?;
+                self.store.unmark_removing(d.ino)?;
                 return Err(FsError::NotEmpty);
             }
             // Removed only if the name still names this directory.
             if !self.store.remove_dentry(parent, name, d.ino, Vec::new())? {
-                self.store.mark_removing(d.ino, false)?;
+                self.store.unmark_removing(d.ino)?;
                 self.cache.forget_dentry(parent, name);
                 continue;
             }
+            self.store.seal_removed(d.ino)?;
             let touch = Change::times(now).with_subdirs(SetOp::Remove(d.ino));
             self.store.apply(vec![Write::Update(parent, touch)])?;
             // Unless another host moved it elsewhere meanwhile (then it

@@ -183,11 +183,11 @@ impl Fs {
                 (true, true) => {
                     // Replacing a directory removes it: like rmdir, its
                     // sentinel is set before it is checked to be empty.
-                    if !self.store.mark_removing(dst.ino, true)? {
+                    if !self.store.mark_removing(dst.ino)? {
                         return Err(FsError::Busy);
                     }
                     if self.store.dir_has_entries(dst.ino)? {
-                        self.store.mark_removing(dst.ino, false)?;
+                        self.store.unmark_removing(dst.ino)?;
                         return Err(FsError::NotEmpty);
                     }
                 }
@@ -225,7 +225,7 @@ impl Fs {
         if !placed {
             self.store.apply(vec![Write::Unjournal(journal_id)])?;
             if let Some(d) = dst.as_ref().filter(|d| d.kind == Kind::Dir) {
-                self.store.mark_removing(d.ino, false)?;
+                self.store.unmark_removing(d.ino)?;
             }
             if src.kind != Kind::Dir {
                 self.unrecord_name(src.ino, newparent, newname)?;
@@ -263,6 +263,7 @@ impl Fs {
         self.cache
             .set_dentry(newparent, newname, Some(moved.clone()));
         if let Some(ino) = removed_dir {
+            self.store.seal_removed(ino)?;
             self.store.delete_dir_if_under(ino, newparent)?;
         }
         self.cache.forget_inode(src.ino);

@@ -28,6 +28,11 @@ use super::{Consistency, Dentry, Hash, Inode, Result, StoreConfig, StoreError};
 /// request ([`Store::list_small_dir`]).
 pub const SMALL_DIR: usize = 1000;
 
+/// Seconds a directory's removal mark (its sentinel while an rmdir is under
+/// way) lives unless sealed: the bound on how long an rmdir killed midway
+/// keeps the directory from gaining entries.
+pub const REMOVAL_MARK_TTL: i32 = 60;
+
 /// How many requests of one bulk call run at once.
 const PARALLEL: usize = 32;
 
@@ -197,6 +202,7 @@ struct Statements {
     replace_dentry: PreparedStatement,
     sentinel_live: PreparedStatement,
     sentinel_set: PreparedStatement,
+    sentinel_seal: PreparedStatement,
     sentinel_clear: PreparedStatement,
     pending_renames: PreparedStatement,
     delete_dir_under: PreparedStatement,
@@ -284,8 +290,12 @@ impl Statements {
                  IF ino = null"
             ))?,
             sentinel_set: p(format!(
+                "UPDATE {ks}.dentries USING TTL {REMOVAL_MARK_TTL} SET ino = -1 \
+                 WHERE {key} AND parent = ? AND name = ? IF ino = null"
+            ))?,
+            sentinel_seal: p(format!(
                 "UPDATE {ks}.dentries SET ino = -1 WHERE {key} AND parent = ? AND name = ? \
-                 IF ino = null"
+                 IF ino IN (null, -1)"
             ))?,
             sentinel_clear: p(format!(
                 "UPDATE {ks}.dentries SET ino = null WHERE {key} AND parent = ? AND name = ? \
@@ -780,14 +790,27 @@ impl Store {
         })
     }
 
-    /// Sets (`true`) or clears a directory's removal sentinel, a
-    /// conditional write: false if another rmdir holds it already.
-    pub fn mark_removing(&self, dir: u64, on: bool) -> Result<bool> {
-        let ps = if on {
-            &self.st.sentinel_set
-        } else {
-            &self.st.sentinel_clear
-        };
+    /// Sets a directory's removal sentinel for an rmdir under way, a
+    /// conditional write: false if another rmdir holds it already. The
+    /// mark expires after [`REMOVAL_MARK_TTL`] seconds, so that an rmdir
+    /// killed before it ends leaves the directory writable again.
+    pub fn mark_removing(&self, dir: u64) -> Result<bool> {
+        self.sentinel(&self.st.sentinel_set, dir)
+    }
+
+    /// Clears the mark of an rmdir that removes nothing (ENOTEMPTY, or the
+    /// name changed meanwhile).
+    pub fn unmark_removing(&self, dir: u64) -> Result<()> {
+        self.sentinel(&self.st.sentinel_clear, dir).map(drop)
+    }
+
+    /// Makes the sentinel of a directory whose name is gone permanent: no
+    /// entry is ever written into it again.
+    pub fn seal_removed(&self, dir: u64) -> Result<()> {
+        self.sentinel(&self.st.sentinel_seal, dir).map(drop)
+    }
+
+    fn sentinel(&self, ps: &PreparedStatement, dir: u64) -> Result<bool> {
         let v = (self.owner, &self.env, dir as i64, Vec::<u8>::new());
         Ok(first_bool(self.exec(ps, v)?))
     }

@@ -436,6 +436,9 @@ pub struct RowReport {
     /// Inode rows (non-null kind) no entry reachable from the root names:
     /// leaks, invisible to users (informational).
     pub unreachable: Vec<u64>,
+    /// Reachable directories holding a removal mark (an rmdir under way,
+    /// or one killed midway): the mark expires, then they take names again.
+    pub removal_marks: Vec<i64>,
 }
 
 /// A CQL session of the scylla driver (the daemon's own): `scripts/cql.py`
@@ -532,7 +535,7 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
     let filter = format!("WHERE owner = {owner} AND environment = '{environment}' ALLOW FILTERING");
     let dentries = cql
         .select(&format!(
-            "SELECT parent, name, ino, kind FROM {keyspace}.dentries {filter}"
+            "SELECT parent, name, ino, kind, TTL(ino) FROM {keyspace}.dentries {filter}"
         ))
         .unwrap_or_else(|e| panic!("rows_report: {e}"));
     let inodes = cql
@@ -554,9 +557,14 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
     r.inodes = live.len();
     r.dentries = dentries.len();
     let mut entries: Vec<(i64, Vec<u8>, i64, Option<i64>)> = Vec::new();
+    // directory -> TTL of its sentinel's ino
+    let mut ttls: HashMap<i64, Option<i64>> = HashMap::new();
     for row in &dentries {
         match (int_of(&row[0]), blob_of(&row[1]), int_of(&row[2])) {
             (Some(parent), Some(name), Some(ino)) => {
+                if name.is_empty() {
+                    ttls.insert(parent, int_of(&row[4]));
+                }
                 entries.push((parent, name, ino, int_of(&row[3])))
             }
             _ => r
@@ -583,6 +591,27 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
         }
     }
     let visible_dir = |d: i64| reachable.contains(&d);
+    // The empty name is a directory's removal sentinel, not an entry: with
+    // a TTL it marks an rmdir under way; without, a removed directory.
+    let mut sentinels = Vec::new();
+    entries.retain(|(parent, name, ino, _)| {
+        if !name.is_empty() {
+            return true;
+        }
+        sentinels.push((*parent, *ino));
+        false
+    });
+    for (parent, ino) in sentinels {
+        if !visible_dir(parent) {
+            continue;
+        }
+        match ttls.get(&parent) {
+            Some(Some(_)) if ino == -1 => r.removal_marks.push(parent),
+            _ => r.problems.push(format!(
+                "reachable directory {parent} is sealed as removed (sentinel -> {ino})"
+            )),
+        }
+    }
     // Every entry naming an inode, visible or not: "P/name".
     let mut named_by: HashMap<i64, Vec<String>> = HashMap::new();
     for (parent, name, ino, _) in &entries {
