@@ -1,10 +1,22 @@
 //! Local caches shared by the worker threads: inodes and directory entries
 //! (trusted for `fcache_ttl`), and content blocks (immutable, kept until
 //! evicted to stay within `cache_size` bytes).
+//!
+//! This module also owns the cache *policy* of a mount: how long the kernel
+//! may keep names and attributes ([`Cache::kernel_ttl`]) and whether an open
+//! may trust a cached inode without asking Cassandra
+//! ([`Cache::current_inode`]). Both depend on whether the volume's change
+//! feed is being followed (`crate::feed` reports each successful poll with
+//! [`Cache::feed_polled`]): while it is, other mounts' changes are pushed
+//! here within a second, so cached metadata is trusted until an event says
+//! it changed; while it is not, the kernel keeps answers at most
+//! [`UNFOLLOWED_KERNEL_TTL`] and opens check the version in Cassandra, so
+//! staleness is bounded by `fcache_ttl`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use parking_lot::Mutex;
 
@@ -13,6 +25,14 @@ use crate::store::{Content, Dentry, Hash, Inode};
 /// At most this many inodes and entries are cached; beyond it, the oldest
 /// half is dropped.
 const MAX_ENTRIES: usize = 200_000;
+
+/// The change feed counts as followed while its last successful poll is at
+/// most this old.
+pub const FEED_TRUST: Duration = Duration::from_secs(2);
+
+/// The longest the kernel keeps a name or attributes while the change feed
+/// is not followed.
+pub const UNFOLLOWED_KERNEL_TTL: Duration = Duration::from_secs(1);
 
 /// (parent inode, name).
 type DentryKey = (u64, Vec<u8>);
@@ -38,6 +58,15 @@ pub struct Cache {
     blocks: Mutex<BlockCache>,
     /// Inline bytes held by cached inodes, bounded like blocks.
     inline_limit: usize,
+    /// When the change feed was last read (ns since the epoch; 0: never).
+    feed_ok_ns: AtomicI64,
+}
+
+fn epoch_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 impl Cache {
@@ -51,7 +80,70 @@ impl Cache {
             large_dirs: Mutex::new(HashMap::new()),
             blocks: Mutex::new(BlockCache::new(cap / 4 * 3)),
             inline_limit: cap / 4,
+            feed_ok_ns: AtomicI64::new(0),
         }
+    }
+
+    /// The change feed was read completely up to now (`crate::feed`).
+    pub fn feed_polled(&self) {
+        self.feed_ok_ns.store(epoch_ns(), Ordering::Relaxed);
+    }
+
+    /// The change feed could not be read: stop trusting cached metadata
+    /// beyond its TTL at once.
+    pub fn feed_lost(&self) {
+        self.feed_ok_ns.store(0, Ordering::Relaxed);
+    }
+
+    /// Whether other mounts' changes reach this one through the feed now.
+    pub fn feed_followed(&self) -> bool {
+        let last = self.feed_ok_ns.load(Ordering::Relaxed);
+        last > 0 && epoch_ns() - last < FEED_TRUST.as_nanos() as i64
+    }
+
+    /// How long the kernel may keep an answer whose configured lifetime
+    /// is `configured` (`entry_ttl`, `negative_ttl`).
+    pub fn kernel_ttl(&self, configured: Duration) -> Duration {
+        if self.feed_followed() {
+            configured
+        } else {
+            configured.min(UNFOLLOWED_KERNEL_TTL)
+        }
+    }
+
+    /// A cached inode an open may use without asking Cassandra for its
+    /// version: only while the feed is followed (it would have dropped
+    /// the copy had another mount changed the inode).
+    pub fn current_inode(&self, ino: u64) -> Option<Inode> {
+        if self.feed_followed() {
+            self.inode(ino)
+        } else {
+            None
+        }
+    }
+
+    /// Forgets every cached inode, entry and listing (not content blocks,
+    /// which are immutable); returns what was forgotten, for the kernel.
+    pub fn forget_metadata(&self) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
+        let inos: Vec<u64> = self.inodes.lock().drain().map(|(ino, _)| ino).collect();
+        let mut entries: Vec<(u64, Vec<u8>)> =
+            self.dentries.lock().drain().map(|(k, _)| k).collect();
+        for (dir, t) in self.listings.lock().drain() {
+            entries.extend(t.value.into_keys().map(|name| (dir, name)));
+        }
+        self.large_dirs.lock().clear();
+        (entries, inos)
+    }
+
+    /// What is cached of metadata, without forgetting it (to tell the
+    /// kernel to drop its copies while this mount keeps serving them).
+    pub fn cached_metadata(&self) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
+        let inos: Vec<u64> = self.inodes.lock().keys().copied().collect();
+        let mut entries: Vec<(u64, Vec<u8>)> = self.dentries.lock().keys().cloned().collect();
+        for (dir, t) in self.listings.lock().iter() {
+            entries.extend(t.value.keys().map(|name| (*dir, name.clone())));
+        }
+        (entries, inos)
     }
 
     fn fresh<T>(&self, t: &Timed<T>) -> bool {

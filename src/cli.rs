@@ -70,16 +70,23 @@ pub struct MountArgs {
     #[arg(long, num_args = 0..=1, default_value = "false", default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub debug: bool,
-    /// Seconds the kernel caches names and attributes.
-    #[arg(long = "entry_ttl", alias = "entry-ttl", default_value = "1", value_parser = secs)]
+    /// Seconds the kernel caches names and attributes while the change feed
+    /// is followed (other mounts' changes are pushed before that); at most 1
+    /// while it is not.
+    #[arg(long = "entry_ttl", alias = "entry-ttl", default_value = "60", value_parser = secs)]
     pub entry_ttl: f64,
-    /// Seconds the kernel caches "no such file" answers.
-    #[arg(long = "negative_ttl", alias = "negative-ttl", default_value = "1", value_parser = secs)]
+    /// Seconds the kernel caches "no such file" answers, like entry_ttl.
+    #[arg(long = "negative_ttl", alias = "negative-ttl", default_value = "60", value_parser = secs)]
     pub negative_ttl: f64,
-    /// Seconds the local caches of metadata and file content are trusted before
-    /// they are checked against Cassandra (0: always check).
+    /// Seconds the local caches of metadata are trusted at most: the bound on
+    /// staleness when the change feed cannot be followed (0: always check).
     #[arg(long = "fcache_ttl", alias = "fcache-ttl", default_value = "60", value_parser = secs)]
     pub fcache_ttl: f64,
+    /// Seconds between two reads of the volume's change feed (0: do not
+    /// follow it; other mounts' changes then show when caches expire).
+    #[arg(long = "feed_interval", alias = "feed-interval", default_value = "0.25",
+          value_parser = feed_secs)]
+    pub feed_interval: f64,
     /// Environment of the volume (with owner, names the volume).
     #[arg(long, default_value = "prod", value_parser = environment)]
     pub environment: String,
@@ -149,6 +156,7 @@ const LONG_FLAGS: &[&str] = &[
     "owner",
     "server",
     "workers",
+    "feed_interval",
     "consistency",
     "timeout",
     "cache_size",
@@ -189,6 +197,8 @@ pub fn normalize_args<I: IntoIterator<Item = OsString>>(args: I) -> Vec<OsString
 
 /// The longest TTL accepted: one year.
 pub const MAX_TTL_SECS: f64 = 365.0 * 24.0 * 3600.0;
+/// The longest interval between two reads of the change feed.
+pub const MAX_FEED_INTERVAL_SECS: f64 = 60.0;
 /// The longest request timeout accepted: one hour.
 pub const MAX_TIMEOUT_SECS: f64 = 3600.0;
 
@@ -201,6 +211,16 @@ fn secs(s: &str) -> Result<f64, String> {
     }
     if v > MAX_TTL_SECS {
         return Err(format!("'{s}': at most {MAX_TTL_SECS} seconds (one year)"));
+    }
+    Ok(v)
+}
+
+fn feed_secs(s: &str) -> Result<f64, String> {
+    let v = secs(s)?;
+    if v > MAX_FEED_INTERVAL_SECS {
+        return Err(format!(
+            "'{s}': at most {MAX_FEED_INTERVAL_SECS} seconds (0 turns the feed off)"
+        ));
     }
     Ok(v)
 }

@@ -28,6 +28,24 @@ use crate::workers::Pool;
 /// is made before it).
 pub type NotifierSlot = Arc<OnceLock<fuser::Notifier>>;
 
+/// Kernel cache invalidations for the change feed, sent through fuser's
+/// notifier (from the feed's thread, never from a callback).
+pub struct KernelNotifier(pub fuser::Notifier);
+
+impl crate::feed::Kernel for KernelNotifier {
+    fn entry(&self, parent: u64, name: &[u8]) {
+        if let Err(e) = self.0.inval_entry(INodeNo(parent), OsStr::from_bytes(name)) {
+            debug!("inval_entry({parent}): {e}");
+        }
+    }
+
+    fn inode(&self, ino: u64) {
+        if let Err(e) = self.0.inval_inode(INodeNo(ino), 0, 0) {
+            debug!("inval_inode({ino}): {e}");
+        }
+    }
+}
+
 /// The filesystem as the kernel sees it.
 pub struct CassFuse {
     pool: Option<Pool>,
@@ -230,7 +248,12 @@ impl Filesystem for CassFuse {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (name, ttl, neg) = (bytes(name), self.entry_ttl, self.negative_ttl);
         self.submit(parent.0, move |fs| {
-            entry_reply(reply, fs.lookup(parent.0, &name), ttl, neg)
+            entry_reply(
+                reply,
+                fs.lookup(parent.0, &name),
+                fs.kernel_ttl(ttl),
+                fs.kernel_ttl(neg),
+            )
         });
     }
 
@@ -238,7 +261,7 @@ impl Filesystem for CassFuse {
         let ttl = self.entry_ttl;
         self.submit(ino.0, move |fs| {
             answer("getattr", reply, fs.getattr(ino.0), |r, i| {
-                r.attr(&ttl, &file_attr(&i))
+                r.attr(&fs.kernel_ttl(ttl), &file_attr(&i))
             })
         });
     }
@@ -272,7 +295,7 @@ impl Filesystem for CassFuse {
         let ttl = self.entry_ttl;
         self.submit(ino.0, move |fs| {
             answer("setattr", reply, fs.setattr(ino.0, &set), |r, i| {
-                r.attr(&ttl, &file_attr(&i))
+                r.attr(&fs.kernel_ttl(ttl), &file_attr(&i))
             })
         });
     }
@@ -297,7 +320,7 @@ impl Filesystem for CassFuse {
         self.submit(parent.0, move |fs| {
             let res = fs.mknod(parent.0, &name, mode, rdev, who);
             answer("mknod", reply, res, |r, i| {
-                r.entry(&ttl, &file_attr(&i), Generation(0))
+                r.entry(&fs.kernel_ttl(ttl), &file_attr(&i), Generation(0))
             })
         });
     }
@@ -317,7 +340,7 @@ impl Filesystem for CassFuse {
                 "mkdir",
                 reply,
                 fs.mkdir(parent.0, &name, mode, who),
-                |r, i| r.entry(&ttl, &file_attr(&i), Generation(0)),
+                |r, i| r.entry(&fs.kernel_ttl(ttl), &file_attr(&i), Generation(0)),
             )
         });
     }
@@ -349,7 +372,7 @@ impl Filesystem for CassFuse {
         self.submit(parent.0, move |fs| {
             let res = fs.symlink(parent.0, &name, &target, who);
             answer("symlink", reply, res, |r, i| {
-                r.entry(&ttl, &file_attr(&i), Generation(0))
+                r.entry(&fs.kernel_ttl(ttl), &file_attr(&i), Generation(0))
             })
         });
     }
@@ -386,7 +409,7 @@ impl Filesystem for CassFuse {
                 "link",
                 reply,
                 fs.link(ino.0, newparent.0, &newname),
-                |r, i| r.entry(&ttl, &file_attr(&i), Generation(0)),
+                |r, i| r.entry(&fs.kernel_ttl(ttl), &file_attr(&i), Generation(0)),
             )
         });
     }
@@ -545,6 +568,7 @@ impl Filesystem for CassFuse {
         let ttl = self.entry_ttl;
         self.submit(ino.0, move |fs| match fs.readdirplus(fh.0, offset, 256) {
             Ok(entries) => {
+                let ttl = fs.kernel_ttl(ttl);
                 for (next, e, i) in entries {
                     let name = OsStr::from_bytes(&e.name);
                     let attr = file_attr(&i);
@@ -668,7 +692,7 @@ impl Filesystem for CassFuse {
             let res = fs.create(parent.0, &name, mode, flags, who);
             answer("create", reply, res, |r, (i, fh)| {
                 r.created(
-                    &ttl,
+                    &fs.kernel_ttl(ttl),
                     &file_attr(&i),
                     Generation(0),
                     FileHandle(fh),

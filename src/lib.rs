@@ -7,6 +7,7 @@
 pub mod cache;
 pub mod cli;
 pub mod error;
+pub mod feed;
 pub mod fuse;
 pub mod mount;
 pub mod ops;

@@ -11,7 +11,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::MountArgs;
-use crate::fuse::CassFuse;
+use crate::fuse::{CassFuse, KernelNotifier};
 use crate::ops::{Caller, Fs, FsConfig};
 use crate::store::{Store, StoreConfig};
 use crate::workers::Pool;
@@ -103,6 +103,16 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
         .map_err(|e| format!("cannot mount on {}: {e}", args.mount.display()))?;
     let _ = notifier.set(session.notifier());
     raise_readahead(&args.mount);
+    let feed = if args.feed_interval > 0.0 {
+        let kernel = Box::new(KernelNotifier(session.notifier()));
+        let interval = Duration::from_secs_f64(args.feed_interval);
+        let f = fs
+            .follow_feed(kernel, interval)
+            .map_err(|e| format!("cannot start the change feed's thread: {e}"))?;
+        Some(f)
+    } else {
+        None
+    };
     let mut unmounter = session.unmount_callable();
     let mut signals =
         Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot handle signals: {e}"))?;
@@ -145,6 +155,9 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     // run() consumes the session; when it returns, the adapter has been
     // dropped and the workers drained.
     let served = session.run();
+    if let Some(f) = feed {
+        f.stop();
+    }
     let flushed = fs.flush_all();
     let _ = done_tx.send(());
     info!("unmounted {}", args.mount.display());

@@ -206,7 +206,9 @@ pub(crate) fn check_name(name: &[u8]) -> FsResult<()> {
 
 impl Fs {
     /// Opens the volume, creating it (and its root) on first mount.
-    pub fn new(store: Store, cfg: FsConfig, root_owner: Caller) -> FsResult<Fs> {
+    pub fn new(mut store: Store, cfg: FsConfig, root_owner: Caller) -> FsResult<Fs> {
+        let mount_id = mount_id();
+        store.publish_changes_as(&mount_id);
         store.ensure_volume(root_owner.uid, root_owner.gid)?;
         let finished = store.finish_renames()?;
         if finished > 0 {
@@ -225,12 +227,29 @@ impl Fs {
             files: file::OpenFiles::default(),
             outage: Outage::default(),
             dirs: Mutex::new(HashMap::new()),
-            mount_id: mount_id(),
+            mount_id,
         })
     }
 
     pub fn statement_count(&self) -> u64 {
         self.store.statement_count()
+    }
+
+    /// How long the kernel may keep an answer configured to live
+    /// `configured` (the cache policy decides: `crate::cache`).
+    pub fn kernel_ttl(&self, configured: Duration) -> Duration {
+        self.cache.kernel_ttl(configured)
+    }
+
+    /// Follows the volume's change feed on a thread of its own, telling
+    /// `kernel` what to forget (`crate::feed`).
+    pub fn follow_feed(
+        &self,
+        kernel: Box<dyn crate::feed::Kernel>,
+        interval: Duration,
+    ) -> std::io::Result<crate::feed::Feed> {
+        let (store, cache) = (self.store.clone(), self.cache.clone());
+        crate::feed::follow(store, cache, kernel, self.mount_id.clone(), interval)
     }
 
     fn new_fh(&self) -> u64 {
@@ -288,6 +307,9 @@ impl Fs {
     /// The inode as Cassandra has it now, reusing the cached copy when its
     /// content version is current (a small read instead of the whole row).
     fn load_current(&self, ino: u64) -> FsResult<Inode> {
+        if let Some(i) = self.cache.current_inode(ino) {
+            return Ok(i);
+        }
         let cached = self.cache.stale_inode(ino);
         let stale = || cached.clone().map(|i| Some(i.version));
         match self.outage.read(|| self.store.get_version(ino), stale)? {

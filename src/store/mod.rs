@@ -10,6 +10,7 @@
 //! binds the volume's key from the store itself, so code above this module
 //! cannot reach another volume's rows.
 
+mod changes;
 mod moves;
 mod records;
 mod schema;
@@ -21,6 +22,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub use changes::{Event, FEED_BUCKET_SECS, FEED_RETENTION_SECS};
 pub use schema::{apply_schema, check_schema, SCHEMA_CQL};
 pub use session::Store;
 pub use writes::{name_key, Change, SetOp, Write};

@@ -18,6 +18,7 @@ use scylla::value::{CqlValue, Row};
 
 use parking_lot::Mutex;
 
+use super::changes::{event_from_row, Event, Touched};
 use super::moves::RawDentry;
 use super::records::{dentry_from_row, InodeRow, INODE_COLUMNS};
 use super::schema::{check_schema, valid_keyspace};
@@ -203,6 +204,7 @@ struct Statements {
     sentinel_live: PreparedStatement,
     sentinel_set: PreparedStatement,
     sentinel_seal: PreparedStatement,
+    read_changes: PreparedStatement,
     sentinel_clear: PreparedStatement,
     pending_renames: PreparedStatement,
     delete_dir_under: PreparedStatement,
@@ -293,6 +295,10 @@ impl Statements {
                 "UPDATE {ks}.dentries USING TTL {REMOVAL_MARK_TTL} SET ino = -1 \
                  WHERE {key} AND parent = ? AND name = ? IF ino = null"
             ))?,
+            read_changes: p(format!(
+                "SELECT at, id, origin, names, inos FROM {ks}.changes \
+                 WHERE {key} AND bucket = ? AND at > ?"
+            ))?,
             sentinel_seal: p(format!(
                 "UPDATE {ks}.dentries SET ino = -1 WHERE {key} AND parent = ? AND name = ? \
                  IF ino IN (null, -1)"
@@ -326,6 +332,9 @@ pub struct Store {
     env: String,
     /// Statements of [`Write`]s, prepared on first use, by text.
     prepared: Mutex<HashMap<String, PreparedStatement>>,
+    /// The mount whose changes this store publishes to the change feed
+    /// (`None`: no events, e.g. a command-line tool).
+    origin: Option<String>,
 }
 
 fn now_ns() -> i64 {
@@ -356,7 +365,21 @@ impl Store {
             owner,
             env: environment.to_string(),
             prepared: Mutex::new(HashMap::new()),
+            origin: None,
         })
+    }
+
+    /// From now on every write call that changes what a user sees also
+    /// writes its event to the volume's change feed, as `origin`.
+    pub fn publish_changes_as(&mut self, origin: &str) {
+        self.origin = Some(origin.to_string());
+    }
+
+    /// The change feed's rows of one partition written after `after_ns`.
+    pub fn read_changes(&self, bucket: i64, after_ns: i64) -> Result<Vec<Event>> {
+        let v = (self.owner, &self.env, bucket, after_ns);
+        let rows = self.exec(&self.st.read_changes, v)?;
+        Ok(rows.into_iter().filter_map(event_from_row).collect())
     }
 
     /// CQL statements executed so far by this store.
@@ -503,22 +526,22 @@ impl Store {
             &self.env,
             i.ino as i64,
         );
-        self.exec(&self.st.update_content, v)?;
-        Ok(())
+        self.exec_with(&self.st.update_content, v, Vec::new(), Touched::ino(i.ino))
+            .map(drop)
     }
 
     /// Deletes a non-directory inode if it has no name left, decided by
     /// Cassandra (a name added or moved meanwhile keeps it): true if deleted.
     pub fn delete_if_unnamed(&self, ino: u64) -> Result<bool> {
-        let v = (self.owner, &self.env, ino as i64);
-        Ok(first_bool(self.exec(&self.st.delete_unnamed, v)?))
+        let v = (self.owner, self.env.clone(), ino as i64);
+        self.exec_with(&self.st.delete_unnamed, v, Vec::new(), Touched::ino(ino))
     }
 
     /// Deletes a directory inode if it is still under `parent` (not moved
     /// meanwhile by another host): true if deleted.
     pub fn delete_dir_if_under(&self, ino: u64, parent: u64) -> Result<bool> {
-        let v = (self.owner, &self.env, ino as i64, parent as i64);
-        Ok(first_bool(self.exec(&self.st.delete_dir_under, v)?))
+        let v = (self.owner, self.env.clone(), ino as i64, parent as i64);
+        self.exec_with(&self.st.delete_dir_under, v, Vec::new(), Touched::ino(ino))
     }
 
     pub fn delete_inode(&self, ino: u64) -> Result<()> {
@@ -526,16 +549,23 @@ impl Store {
     }
 
     pub fn set_xattr(&self, ino: u64, name: &[u8], value: &[u8], ctime_ns: i64) -> Result<()> {
-        let v = (name, value, ctime_ns, self.owner, &self.env, ino as i64);
-        self.exec(&self.st.set_xattr, v)?;
-        Ok(())
+        let v = (
+            name.to_vec(),
+            value.to_vec(),
+            ctime_ns,
+            self.owner,
+            self.env.clone(),
+            ino as i64,
+        );
+        self.exec_with(&self.st.set_xattr, v, Vec::new(), Touched::ino(ino))
+            .map(drop)
     }
 
     pub fn remove_xattr(&self, ino: u64, name: &[u8], ctime_ns: i64) -> Result<()> {
         let names = vec![name.to_vec()];
-        let v = (names, ctime_ns, self.owner, &self.env, ino as i64);
-        self.exec(&self.st.remove_xattr, v)?;
-        Ok(())
+        let v = (names, ctime_ns, self.owner, self.env.clone(), ino as i64);
+        self.exec_with(&self.st.remove_xattr, v, Vec::new(), Touched::ino(ino))
+            .map(drop)
     }
 
     pub fn get_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<Dentry>> {
@@ -672,7 +702,8 @@ impl Store {
             d.kind as i32,
             moving_from,
         );
-        self.conditional_in_live_dir(&self.st.create_dentry, v, parent, also)
+        let t = Touched::name(parent, &d.name);
+        self.conditional_in_live_dir(&self.st.create_dentry, v, parent, also, t)
     }
 
     /// Finishes the renames to a new name that a process left half-done
@@ -718,14 +749,15 @@ impl Store {
             d.name.clone(),
             old as i64,
         );
-        self.conditional_in_live_dir(&self.st.replace_dentry, v, parent, also)
+        let t = Touched::name(parent, &d.name);
+        self.conditional_in_live_dir(&self.st.replace_dentry, v, parent, also, t)
     }
 
     /// Deletes a non-directory inode whose only name is `key` (a conditional
     /// write), with `also` in the same round trip: true if deleted.
     pub fn delete_if_last_name(&self, ino: u64, key: &[u8], also: Vec<Write>) -> Result<bool> {
         let v = (self.owner, self.env.clone(), ino as i64, vec![key.to_vec()]);
-        self.conditional(&self.st.delete_last_name, v, also)
+        self.exec_with(&self.st.delete_last_name, v, also, Touched::ino(ino))
     }
 
     /// Removes a name only if it still names inode `ino` (a conditional
@@ -745,17 +777,25 @@ impl Store {
             name.to_vec(),
             ino as i64,
         );
-        self.conditional(&self.st.remove_dentry, v, also)
+        let t = Touched::name(parent, name);
+        self.exec_with(&self.st.remove_dentry, v, also, t)
     }
 
-    /// Runs one conditional write and `also` concurrently (one round trip;
-    /// `also` is applied whatever the condition's outcome): true when the
-    /// conditional write applied.
-    fn conditional<V>(&self, ps: &PreparedStatement, values: V, also: Vec<Write>) -> Result<bool>
+    /// Runs one write (conditional or not) and `also` concurrently, with
+    /// the change feed's event of all of it (one round trip; `also` is
+    /// applied whatever a condition's outcome): true when a conditional
+    /// write applied. `touched`: what the one write touches.
+    fn exec_with<V>(
+        &self,
+        ps: &PreparedStatement,
+        values: V,
+        also: Vec<Write>,
+        touched: Touched,
+    ) -> Result<bool>
     where
         V: scylla::serialize::row::SerializeRow + Send,
     {
-        let jobs = self.prepare_writes(&also)?;
+        let jobs = self.prepare_writes(&also, touched)?;
         let s = self.conn.session();
         self.conn.run(1 + jobs.len() as u64, async move {
             let also = run_parallel(s.clone(), jobs);
@@ -774,11 +814,12 @@ impl Store {
         values: V,
         dir: u64,
         also: Vec<Write>,
+        touched: Touched,
     ) -> Result<bool>
     where
         V: scylla::serialize::row::SerializeRow + Send,
     {
-        let jobs = self.prepare_writes(&also)?;
+        let jobs = self.prepare_writes(&also, touched)?;
         let mut batch = Batch::new(BatchType::Logged);
         batch.append_statement(ps.clone());
         batch.append_statement(self.st.sentinel_live.clone());
@@ -829,10 +870,21 @@ impl Store {
         Ok(())
     }
 
-    /// The statements and values of writes, each statement prepared.
-    fn prepare_writes(&self, writes: &[Write]) -> Result<Vec<(PreparedStatement, Cql)>> {
-        let mut out = Vec::with_capacity(writes.len());
-        for w in writes {
+    /// The statements and values of writes, each statement prepared, with
+    /// the change feed's event of what they and `touched` touch (when this
+    /// store publishes changes and something visible changes).
+    fn prepare_writes(
+        &self,
+        writes: &[Write],
+        mut touched: Touched,
+    ) -> Result<Vec<(PreparedStatement, Cql)>> {
+        let mut out = Vec::with_capacity(writes.len() + 1);
+        let event = self.origin.as_deref().and_then(|origin| {
+            writes.iter().for_each(|w| touched.add(w));
+            let visible = !touched.is_empty();
+            visible.then(|| Write::Event(touched.into_event(origin, now_ns())))
+        });
+        for w in writes.iter().chain(event.as_ref()) {
             let cql = w.to_cql(&self.ks, self.owner, &self.env);
             let known = self.prepared.lock().get(&cql.0).cloned();
             let ps = match known {
@@ -851,7 +903,7 @@ impl Store {
     /// Runs independent writes concurrently: one round trip for all of them.
     /// Each either happened or the call fails (some may have happened).
     pub fn apply(&self, writes: Vec<Write>) -> Result<()> {
-        let jobs = self.prepare_writes(&writes)?;
+        let jobs = self.prepare_writes(&writes, Touched::none())?;
         let s = self.conn.session();
         self.conn.run(jobs.len() as u64, run_parallel(s, jobs))
     }
@@ -859,7 +911,7 @@ impl Store {
     /// Applies writes as one logged batch: once Cassandra accepted it, all
     /// of them happen, even if this process dies at once (one round trip).
     pub fn apply_atomic(&self, writes: Vec<Write>) -> Result<()> {
-        let jobs = self.prepare_writes(&writes)?;
+        let jobs = self.prepare_writes(&writes, Touched::none())?;
         let mut batch = Batch::new(BatchType::Logged);
         let mut values = Vec::with_capacity(jobs.len());
         for (ps, (_, v)) in jobs {

@@ -10,6 +10,7 @@
 
 use scylla::value::CqlValue;
 
+use super::changes::Event;
 use super::records::content_columns;
 use super::{Dentry, Inode, Kind};
 
@@ -81,6 +82,8 @@ impl Change {
 /// One write of the filesystem.
 #[derive(Clone, Debug)]
 pub enum Write {
+    /// A row of the change feed.
+    Event(Event),
     /// A new inode row (the only write that sets `kind`), with its names.
     PutInode(Inode, Vec<Vec<u8>>),
     DeleteInode(u64),
@@ -142,6 +145,28 @@ impl Write {
             Some(CqlValue::Text(env.into())),
         ];
         match self {
+            Write::Event(e) => (
+                format!(
+                    "INSERT INTO {ks}.changes (owner, environment, bucket, at, id, origin, names, \
+                     inos) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                ),
+                [
+                    key,
+                    vec![
+                        Some(CqlValue::BigInt(Event::bucket(e.at))),
+                        Some(CqlValue::BigInt(e.at)),
+                        Some(CqlValue::BigInt(e.id)),
+                        Some(CqlValue::Text(e.origin.clone())),
+                        Some(CqlValue::List(
+                            e.names.iter().map(|n| CqlValue::Blob(n.clone())).collect(),
+                        )),
+                        Some(CqlValue::List(
+                            e.inos.iter().map(|i| CqlValue::BigInt(*i as i64)).collect(),
+                        )),
+                    ],
+                ]
+                .concat(),
+            ),
             Write::PutInode(i, names) => insert_inode(ks, owner, env, i, names),
             Write::DeleteInode(ino) => (
                 format!("DELETE FROM {ks}.inodes WHERE owner = ? AND environment = ? AND ino = ?"),

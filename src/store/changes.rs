@@ -1,0 +1,191 @@
+//! The change feed's rows (table `changes`): what one change touched, so
+//! that the other mounts of the volume can drop exactly that from their
+//! caches.
+//!
+//! The store writes an [`Event`] with every write call that changes what a
+//! user can see, in the same round trip as the change itself
+//! (`Store::publish_changes_as` turns it on for a mount). Which entries and
+//! inodes a call touched is derived here from its [`Write`]s and from the
+//! conditional statement it runs, so no change site can forget its event.
+//! Reading the feed back is `Store::read_changes`; following it is
+//! `crate::feed`.
+
+use scylla::value::{CqlValue, Row};
+
+use super::writes::{name_key, Write};
+
+/// Seconds of the change feed in one partition: a follower reads one
+/// partition (two at a boundary) per poll, and no partition grows beyond
+/// the changes of this many seconds.
+pub const FEED_BUCKET_SECS: i64 = 10;
+
+/// Seconds a row of the feed lives (the table's `default_time_to_live`): a
+/// mount that could not read the feed for longer starts clean.
+pub const FEED_RETENTION_SECS: i64 = 3600;
+
+/// One row of the change feed: what a change touched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Event {
+    /// The mount that made the change (its own events are skipped).
+    pub origin: String,
+    /// When, in nanoseconds since the epoch (the writer's clock).
+    pub at: i64,
+    /// Random: two events at one instant differ.
+    pub id: i64,
+    /// Entries, as [`name_key`]s (parent inode and name).
+    pub names: Vec<Vec<u8>>,
+    /// Inodes whose attributes, content or entries changed.
+    pub inos: Vec<u64>,
+}
+
+impl Event {
+    /// The feed partition of a time (nanoseconds since the epoch).
+    pub fn bucket(at_ns: i64) -> i64 {
+        at_ns.div_euclid(FEED_BUCKET_SECS * 1_000_000_000)
+    }
+
+    /// The entries named, as (parent, name); malformed keys are skipped.
+    pub fn entries(&self) -> impl Iterator<Item = (u64, &[u8])> {
+        self.names.iter().filter_map(|k| {
+            let (p, name) = k.split_at_checked(8)?;
+            let parent = u64::from_be_bytes(p.try_into().ok()?);
+            Some((parent, name))
+        })
+    }
+}
+
+/// What one write call touched.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Touched {
+    pub names: Vec<Vec<u8>>,
+    pub inos: Vec<u64>,
+}
+
+impl Touched {
+    /// One entry.
+    pub fn name(parent: u64, name: &[u8]) -> Touched {
+        Touched {
+            names: vec![name_key(parent, name)],
+            inos: Vec::new(),
+        }
+    }
+
+    /// One inode.
+    pub fn ino(ino: u64) -> Touched {
+        Touched {
+            names: Vec::new(),
+            inos: vec![ino],
+        }
+    }
+
+    /// Nothing (a write no other mount can have cached).
+    pub fn none() -> Touched {
+        Touched::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty() && self.inos.is_empty()
+    }
+
+    /// Adds what `w` touches. A new inode touches nothing (no mount can
+    /// have cached it; its name is a write of its own); bookkeeping writes
+    /// (rename journal, a finished rename's mark) change nothing visible.
+    pub fn add(&mut self, w: &Write) {
+        match w {
+            Write::DeleteInode(ino) | Write::Update(ino, _) => self.inos.push(*ino),
+            Write::PutDentry(parent, d) => self.names.push(name_key(*parent, &d.name)),
+            Write::DeleteDentry(parent, name) => self.names.push(name_key(*parent, name)),
+            Write::PutInode(..)
+            | Write::ClearMoving(..)
+            | Write::Journal(..)
+            | Write::Unjournal(_)
+            | Write::Event(_) => {}
+        }
+    }
+
+    /// The event of these touches, made now by `origin`.
+    pub fn into_event(mut self, origin: &str, at: i64) -> Event {
+        self.names.sort();
+        self.names.dedup();
+        self.inos.sort_unstable();
+        self.inos.dedup();
+        Event {
+            origin: origin.to_string(),
+            at,
+            id: rand::random::<i64>(),
+            names: self.names,
+            inos: self.inos,
+        }
+    }
+}
+
+/// A change feed row (`at, id, origin, names, inos`); malformed rows are
+/// skipped.
+pub(super) fn event_from_row(row: Row) -> Option<Event> {
+    let mut c = row.columns.into_iter();
+    let (Some(Some(CqlValue::BigInt(at))), Some(Some(CqlValue::BigInt(id)))) = (c.next(), c.next())
+    else {
+        return None;
+    };
+    let origin = match c.next() {
+        Some(Some(CqlValue::Text(o))) => o,
+        _ => String::new(),
+    };
+    let list = |v: Option<Option<CqlValue>>| match v {
+        Some(Some(CqlValue::List(l))) => l,
+        _ => Vec::new(),
+    };
+    let names = list(c.next())
+        .into_iter()
+        .filter_map(|v| match v {
+            CqlValue::Blob(b) => Some(b),
+            _ => None,
+        })
+        .collect();
+    let inos = list(c.next())
+        .into_iter()
+        .filter_map(|v| match v {
+            CqlValue::BigInt(i) => Some(i as u64),
+            _ => None,
+        })
+        .collect();
+    Some(Event {
+        origin,
+        at,
+        id,
+        names,
+        inos,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{Change, Dentry, Kind};
+
+    #[test]
+    fn writes_touch_their_entries_and_inodes() {
+        let d = Dentry {
+            name: b"a".to_vec(),
+            ino: 9,
+            kind: Kind::File,
+        };
+        let mut t = Touched::name(1, b"b");
+        t.add(&Write::PutDentry(1, d));
+        t.add(&Write::Update(1, Change::times(5)));
+        t.add(&Write::Journal(3, 1, b"c".to_vec()));
+        t.add(&Write::Update(1, Change::times(6)));
+        let e = t.into_event("m", 7);
+        let entries: Vec<(u64, &[u8])> = e.entries().collect();
+        assert_eq!(entries, vec![(1, &b"a"[..]), (1, &b"b"[..])]);
+        assert_eq!(e.inos, vec![1]);
+    }
+
+    #[test]
+    fn buckets_cover_ten_seconds() {
+        let s = 1_000_000_000;
+        assert_eq!(Event::bucket(0), Event::bucket(10 * s - 1));
+        assert_ne!(Event::bucket(10 * s - 1), Event::bucket(10 * s));
+        assert_eq!(Event::bucket(-1), -1);
+    }
+}
