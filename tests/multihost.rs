@@ -1,7 +1,10 @@
 //! Two mounts of one volume (two `cassfs` daemons = two "hosts") at the
-//! DEFAULT flags, where each host trusts its caches for up to `fcache_ttl`
-//! (60 s) + `entry_ttl` (1 s). Seeing another host's new names and attribute
-//! changes may take that long, but these safety properties must hold at once:
+//! default flags except that they do not follow the change feed
+//! (`-feed_interval 0`): the worst case of a host whose feed lags, so each
+//! host keeps a stale view for up to `fcache_ttl` (60 s) and the races below
+//! are certain to meet one (at the defaults, tests/feed.rs and
+//! tests/sharing.rs show changes arriving within seconds). Whatever a
+//! host's view, these safety properties must hold at once:
 //! creating a name never destroys another host's name; attribute writes
 //! change only what they change; link counts stay exact; a deleted inode
 //! stays deleted; renames keep the tree a tree; new opens see the latest
@@ -20,8 +23,14 @@ use std::time::Duration;
 
 use common::*;
 
-/// How long a default-flags host may take to see another host's change.
+/// How long a host that does not follow the feed may take to see another
+/// host's change (`fcache_ttl` + the kernel's 1 s).
 const SEE: Duration = Duration::from_secs(75);
+
+/// The mount of one host: default flags, the change feed not followed.
+fn host(vol: &Volume) -> Mount {
+    vol.mount(&["--feed_interval", "0"])
+}
 
 /// mkfifo(3) with mode 0644.
 fn mkfifo(p: &Path) -> io::Result<()> {
@@ -87,9 +96,9 @@ fn set_of(items: &[&str]) -> BTreeSet<OsString> {
 #[test]
 fn mkdir_on_stale_host_fails_and_keeps_other_hosts_directory() {
     let vol = Volume::unique("mh-upload");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     fs::create_dir(a.join("up")).expect("mkdir up on A");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert!(names(&b.join("up")).is_empty(), "B lists an empty up/");
     assert_errno(
         fs::metadata(b.join("up/2026")),
@@ -111,7 +120,7 @@ fn mkdir_on_stale_host_fails_and_keeps_other_hosts_directory() {
         "A still reads its photo"
     );
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     assert!(
         read(&c.join("up/2026/photo.jpg")) == photo,
         "a fresh mount reads A's photo"
@@ -142,9 +151,9 @@ fn mkdir_on_stale_host_fails_and_keeps_other_hosts_directory() {
 #[test]
 fn exclusive_creates_on_stale_host_fail_with_eexist() {
     let vol = Volume::unique("mh-excl");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     fs::create_dir(a.join("d")).expect("mkdir d on A");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     write(&b.join("b_src"), b"B's link source");
     write(&b.join("b_move"), b"B's rename source");
     let targets = ["excl", "dir", "link", "sym", "fifo", "renamed"];
@@ -195,7 +204,7 @@ fn exclusive_creates_on_stale_host_fail_with_eexist() {
         "B's rename source stays"
     );
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     assert_eq!(
         names(&c.join("d")),
         set_of(&targets),
@@ -223,9 +232,9 @@ fn exclusive_creates_on_stale_host_fail_with_eexist() {
 #[test]
 fn plain_create_on_stale_host_opens_other_hosts_file() {
     let vol = Volume::unique("mh-creat");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     fs::create_dir(a.join("d")).expect("mkdir d on A");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert!(names(&b.join("d")).is_empty(), "B lists an empty d");
     for n in ["keep", "trunc"] {
         assert_errno(
@@ -271,7 +280,7 @@ fn plain_create_on_stale_host_opens_other_hosts_file() {
         "A's new open sees B's overwrite"
     );
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     assert_eq!(
         names(&c.join("d")),
         set_of(&["keep", "trunc"]),
@@ -291,10 +300,10 @@ fn plain_create_on_stale_host_opens_other_hosts_file() {
 #[test]
 fn chmod_on_one_host_survives_creates_inside_on_the_other() {
     let vol = Volume::unique("mh-chmoddir");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     fs::create_dir(a.join("perm")).expect("mkdir perm on A");
     assert_eq!(mode_of(&a.join("perm")), 0o755, "perm's initial mode");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert_eq!(mode_of(&b.join("perm")), 0o755, "B sees perm");
     fs::set_permissions(b.join("perm"), fs::Permissions::from_mode(0o700)).expect("chmod on B");
     assert_eq!(mode_of(&a.join("perm")), 0o755, "A still has perm cached");
@@ -302,7 +311,7 @@ fn chmod_on_one_host_survives_creates_inside_on_the_other() {
     write(&a.join("perm/file"), b"inside");
     fs::create_dir(a.join("perm/sub")).expect("mkdir perm/sub on A");
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     assert_eq!(
         mode_of(&c.join("perm")),
         0o700,
@@ -319,11 +328,11 @@ fn chmod_on_one_host_survives_creates_inside_on_the_other() {
 #[test]
 fn attribute_writes_on_two_hosts_both_survive() {
     let vol = Volume::unique("mh-attrs");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     for i in 1..=5 {
         write(&a.join(format!("f{i}")), b"0123456789");
     }
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     for i in 1..=5 {
         let p = format!("f{i}");
         assert_eq!(mode_of(&a.join(&p)), 0o644, "A has {p} cached");
@@ -353,7 +362,7 @@ fn attribute_writes_on_two_hosts_both_survive() {
     chown(&b.join("f5"), 1234, 4321).expect("chown f5 on B");
     fs::set_permissions(a.join("f5"), fs::Permissions::from_mode(0o700)).expect("chmod f5 on A");
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     let m1 = meta(&c.join("f1"));
     assert_eq!(
         m1.mode() & 0o7777,
@@ -401,10 +410,10 @@ fn attribute_writes_on_two_hosts_both_survive() {
 #[test]
 fn link_counts_stay_exact_under_concurrent_changes_on_two_hosts() {
     let vol = Volume::unique("mh-nlink");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     fs::create_dir(a.join("d")).expect("mkdir d on A");
     write(&a.join("d/target"), b"linked");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert_eq!(text(&b.join("d/target")), "linked", "B sees d/target");
     let per: usize = 24;
     std::thread::scope(|s| {
@@ -429,7 +438,7 @@ fn link_counts_stay_exact_under_concurrent_changes_on_two_hosts() {
     });
     let kept = 2 * (per - per.div_ceil(3)) as u64;
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     let d = c.join("d");
     let listed = names(&d);
     let dirs = listed
@@ -471,11 +480,11 @@ fn link_counts_stay_exact_under_concurrent_changes_on_two_hosts() {
 #[test]
 fn file_deleted_on_one_host_stays_deleted() {
     let vol = Volume::unique("mh-deleted");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     write(&a.join("open"), b"original content");
     write(&a.join("cached"), b"original content");
     write(&a.join("witness"), b"stays");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert_eq!(text(&b.join("open")), "original content", "B sees open");
     assert_eq!(text(&b.join("cached")), "original content", "B sees cached");
     assert_eq!(text(&a.join("cached")), "original content", "A caches it");
@@ -507,7 +516,7 @@ fn file_deleted_on_one_host_stays_deleted() {
          chmod {r5:?}, setxattr {r6:?}, utimes {r7:?}, write {r8:?}"
     );
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     for n in ["open", "cached"] {
         assert_errno(
             fs::symlink_metadata(c.join(n)),
@@ -530,11 +539,11 @@ fn file_deleted_on_one_host_stays_deleted() {
 #[test]
 fn file_deleted_on_one_host_cannot_be_linked_back() {
     let vol = Volume::unique("mh-relink");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     for n in ["g", "h", "open"] {
         write(&a.join(n), b"original content");
     }
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     for n in ["g", "h", "open"] {
         assert_eq!(text(&b.join(n)), "original content", "B sees {n}");
         assert_eq!(text(&a.join(n)), "original content", "A caches {n}");
@@ -561,7 +570,7 @@ fn file_deleted_on_one_host_cannot_be_linked_back() {
     drop(f);
     eprintln!("A on the deleted inodes: link {r1:?}, rename {r2:?}, linkat {r3:?}");
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     for n in ["g", "h", "open", "g_link", "h_moved", "open_link"] {
         assert_errno(
             fs::symlink_metadata(c.join(n)),
@@ -588,10 +597,10 @@ fn file_deleted_on_one_host_cannot_be_linked_back() {
 #[test]
 fn directory_removed_on_one_host_stays_removed() {
     let vol = Volume::unique("mh-rmdir");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     fs::create_dir(a.join("d")).expect("mkdir d on A");
     fs::create_dir(a.join("keep")).expect("mkdir keep on A");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert!(b.join("d").is_dir(), "B sees d");
     assert!(a.join("d").is_dir(), "A has d cached");
     fs::remove_dir(b.join("d")).expect("rmdir d on B");
@@ -606,7 +615,7 @@ fn directory_removed_on_one_host_stays_removed() {
          create inside {r4:?}, mkdir inside {r5:?}"
     );
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     assert_errno(
         fs::symlink_metadata(c.join("d")),
         libc::ENOENT,
@@ -679,12 +688,12 @@ fn check_tree(root: &Path) -> std::collections::BTreeMap<PathBuf, fs::Metadata> 
 #[test]
 fn rename_into_own_descendant_across_hosts_is_refused() {
     let vol = Volume::unique("mh-cycle");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     fs::create_dir(a.join("x")).expect("mkdir x on A");
     fs::create_dir(a.join("y")).expect("mkdir y on A");
     write(&a.join("x/fx"), b"in x");
     write(&a.join("y/fy"), b"in y");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert!(b.join("x").is_dir() && b.join("y").is_dir(), "B sees x, y");
     assert!(a.join("x").is_dir() && a.join("y").is_dir(), "A has x, y");
 
@@ -701,7 +710,7 @@ fn rename_into_own_descendant_across_hosts_is_refused() {
         "A's move of x into x/y",
     );
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     let all: BTreeSet<PathBuf> = check_tree(c.path()).into_keys().collect();
     let want: BTreeSet<PathBuf> = ["x", "x/fx", "x/y", "x/y/fy"]
         .into_iter()
@@ -720,9 +729,9 @@ fn rename_into_own_descendant_across_hosts_is_refused() {
 #[test]
 fn new_opens_see_the_latest_commit() {
     let vol = Volume::unique("mh-open");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     write(&a.join("f"), b"v1");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     let mut old = fs::File::open(b.join("f")).expect("open f on B");
     let mut got = Vec::new();
     old.read_to_end(&mut got).expect("read the old fd");
@@ -790,7 +799,7 @@ fn new_opens_see_the_latest_commit() {
     assert_eq!(text(&a.join("f")), "XY23456789abcdef", "A sees it");
     drop(old);
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     assert_eq!(
         text(&c.join("f")),
         "XY23456789abcdef",
@@ -804,9 +813,9 @@ fn new_opens_see_the_latest_commit() {
 #[test]
 fn new_open_sees_a_commit_made_by_fsync() {
     let vol = Volume::unique("mh-fsync");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     write(&a.join("f"), b"short");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert_eq!(text(&b.join("f")), "short", "B's first read");
 
     let mut w = OpenOptions::new()
@@ -856,10 +865,10 @@ fn new_open_sees_a_commit_made_by_fsync() {
 #[test]
 fn rmdir_on_stale_host_fails_when_other_host_filled_the_directory() {
     let vol = Volume::unique("mh-rmdirfull");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     fs::create_dir(a.join("d")).expect("mkdir d on A");
     fs::create_dir(a.join("d2")).expect("mkdir d2 on A");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     fs::create_dir(b.join("empty")).expect("mkdir empty on B");
     assert!(names(&b.join("d")).is_empty(), "B lists an empty d");
     assert!(names(&b.join("d2")).is_empty(), "B lists an empty d2");
@@ -877,7 +886,7 @@ fn rmdir_on_stale_host_fails_when_other_host_filled_the_directory() {
         "B's rename of an empty directory over d2, which A filled",
     );
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     assert_eq!(text(&c.join("d/photo")), "A's photo in d");
     assert_eq!(text(&c.join("d2/photo")), "A's photo in d2");
     assert!(
@@ -893,10 +902,10 @@ fn rmdir_on_stale_host_fails_when_other_host_filled_the_directory() {
 #[test]
 fn unlink_on_stale_host_keeps_other_names_intact() {
     let vol = Volume::unique("mh-staleunlink");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     write(&a.join("linked"), b"one inode, two names");
     write(&a.join("moved"), b"moved away by A");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert_eq!(text(&b.join("linked")), "one inode, two names");
     assert_eq!(text(&b.join("moved")), "moved away by A");
     assert_eq!(meta(&b.join("linked")).nlink(), 1, "B caches nlink 1");
@@ -909,7 +918,7 @@ fn unlink_on_stale_host_keeps_other_names_intact() {
     let r = fs::remove_file(b.join("moved"));
     eprintln!("B's unlink of the replaced name: {r:?}");
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     let tree = check_tree(c.path());
     assert_eq!(
         text(&c.join("second")),
@@ -938,9 +947,9 @@ fn unlink_on_stale_host_keeps_other_names_intact() {
 #[test]
 fn stale_write_never_replaces_other_hosts_directory() {
     let vol = Volume::unique("mh-staledir");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     write(&a.join("x"), b"a file first");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert_eq!(text(&b.join("x")), "a file first", "B caches x as a file");
     fs::remove_file(a.join("x")).expect("unlink x on A");
     fs::create_dir(a.join("x")).expect("mkdir x on A");
@@ -950,7 +959,7 @@ fn stale_write_never_replaces_other_hosts_directory() {
     let r2 = std::os::unix::fs::symlink("target", b.join("x"));
     eprintln!("B on the replaced name: write {r1:?}, symlink {r2:?}");
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     assert!(meta(&c.join("x")).is_dir(), "x is still A's directory");
     assert_eq!(text(&c.join("x/inside")), "A's file in the directory x");
     assert_eq!(names(c.path()), set_of(&["x"]), "the root of a fresh mount");
@@ -964,9 +973,9 @@ fn stale_write_never_replaces_other_hosts_directory() {
 #[test]
 fn simultaneous_creates_of_one_name_on_two_hosts() {
     let vol = Volume::unique("mh-race");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     fs::create_dir(a.join("d")).expect("mkdir d on A");
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     assert!(names(&b.join("d")).is_empty(), "B lists an empty d");
     let rounds = 20;
     let barrier = std::sync::Barrier::new(2);
@@ -1023,7 +1032,7 @@ fn simultaneous_creates_of_one_name_on_two_hosts() {
         }
     }
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     let d = c.join("d");
     let tree = check_tree(c.path());
     assert_eq!(
@@ -1073,13 +1082,13 @@ fn simultaneous_creates_of_one_name_on_two_hosts() {
 #[test]
 fn simultaneous_cross_moves_never_make_a_cycle() {
     let vol = Volume::unique("mh-crossmove");
-    let a = vol.mount(&[]);
+    let a = host(&vol);
     let rounds = 15;
     for i in 0..rounds {
         fs::create_dir_all(a.join(format!("r{i:02}/x"))).expect("mkdir x on A");
         fs::create_dir_all(a.join(format!("r{i:02}/y"))).expect("mkdir y on A");
     }
-    let b = vol.mount(&[]);
+    let b = host(&vol);
     for i in 0..rounds {
         assert!(b.join(format!("r{i:02}/x")).is_dir(), "B sees r{i:02}/x");
         assert!(b.join(format!("r{i:02}/y")).is_dir(), "B sees r{i:02}/y");
@@ -1115,7 +1124,7 @@ fn simultaneous_cross_moves_never_make_a_cycle() {
         eprintln!("round {i}: A x->y/x {ra:?}, B y->x/y {rb:?}");
     }
 
-    let c = vol.mount(&[]);
+    let c = host(&vol);
     let tree = check_tree(c.path());
     for (i, (ra, rb)) in pairs.iter().enumerate() {
         let r = PathBuf::from(format!("r{i:02}"));

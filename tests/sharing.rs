@@ -1,7 +1,6 @@
 //! Two daemons mounting one volume see each other's closed files: at once
-//! with every cache TTL at 0, and at the default flags once their caches
-//! expire (new names and attribute changes within `fcache_ttl` +
-//! `entry_ttl`; a new open of an existing name sees new content at once).
+//! with every cache TTL at 0, and at the default flags within 3 s (the
+//! change feed pushes each change to the other mount).
 //! Distinct volumes of one keyspace are isolated.
 
 mod common;
@@ -19,8 +18,8 @@ use common::*;
 enum Flags {
     /// Every TTL 0: each host sees the other's changes at once.
     Uncached,
-    /// The defaults users run: new names and attribute changes of the other
-    /// host show up once the caches expire (`fcache_ttl` 60 s + `entry_ttl`).
+    /// The defaults users run: the other host's changes are pushed by the
+    /// change feed.
     Default,
 }
 
@@ -37,7 +36,7 @@ impl Flags {
     fn limit(self) -> Duration {
         match self {
             Flags::Uncached => Duration::ZERO,
-            Flags::Default => Duration::from_secs(75),
+            Flags::Default => Duration::from_secs(3),
         }
     }
 
