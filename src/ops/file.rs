@@ -194,11 +194,12 @@ fn append_range(out: &mut Vec<u8>, data: &[u8], from: u64, to: u64) {
 impl Fs {
     /// Opens an existing inode; returns the handle and whether the kernel
     /// may keep the pages it cached (the content is unchanged since).
-    /// The inode is read as Cassandra has it now (a small version read when
-    /// the cached copy is current): an open sees the latest commit of any
-    /// host, also while other handles here hold the file open.
+    /// An open for reading uses the cached inode while the change feed
+    /// vouches for it, else reads the version from Cassandra (and the row
+    /// when it changed); an open for writing without O_TRUNC always does,
+    /// so what it writes builds on the latest commit of any host.
     pub fn open(&self, ino: u64, flags: OpenFlags) -> FsResult<Opened> {
-        let i = self.load_current(ino)?;
+        let i = self.load_current(ino, flags.write && !flags.truncate)?;
         match i.kind {
             Kind::Dir => return Err(FsError::IsDir),
             Kind::File => {}
@@ -496,7 +497,7 @@ impl Fs {
         if let Some(st) = self.files.state(ino) {
             return self.truncate_state(&mut st.lock(), size);
         }
-        let i = self.load_current(ino)?;
+        let i = self.load_current(ino, size > 0)?;
         match i.kind {
             Kind::File => {}
             Kind::Dir => return Err(FsError::IsDir),

@@ -306,9 +306,14 @@ impl Fs {
 
     /// The inode as Cassandra has it now, reusing the cached copy when its
     /// content version is current (a small read instead of the whole row).
-    fn load_current(&self, ino: u64) -> FsResult<Inode> {
-        if let Some(i) = self.cache.current_inode(ino) {
-            return Ok(i);
+    /// To read it, a cached copy the change feed vouches for is used as it
+    /// is; content about to be changed in part (`to_modify`) is always
+    /// checked, so it never builds on an older commit than Cassandra's.
+    fn load_current(&self, ino: u64, to_modify: bool) -> FsResult<Inode> {
+        if !to_modify {
+            if let Some(i) = self.cache.current_inode(ino) {
+                return Ok(i);
+            }
         }
         let cached = self.cache.stale_inode(ino);
         let stale = || cached.clone().map(|i| Some(i.version));
