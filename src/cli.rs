@@ -295,10 +295,13 @@ mod tests {
     }
 
     #[test]
-    fn defaults_match_the_original_tool() {
+    fn defaults_match_the_original_tool_but_kernel_ttls() {
         let m = parse(&["cassfs"]).expect("parses").mount;
-        assert_eq!(m.entry_ttl, 1.0);
-        assert_eq!(m.negative_ttl, 1.0);
+        // Long kernel TTLs: the change feed pushes other hosts' changes
+        // (the original tool's 1 s applies while the feed is not followed).
+        assert_eq!(m.entry_ttl, 60.0);
+        assert_eq!(m.negative_ttl, 60.0);
+        assert_eq!(m.feed_interval, 0.25);
         assert_eq!(m.fcache_ttl, 60.0);
         assert_eq!(m.environment, "prod");
         assert_eq!(m.keyspace, "cassfs");

@@ -463,9 +463,9 @@ impl Fs {
                 self.cache.forget_dentry(parent, name);
                 continue;
             }
-            self.store.seal_removed(d.ino)?;
             let touch = Change::times(now).with_subdirs(SetOp::Remove(d.ino));
-            self.store.apply(vec![Write::Update(parent, touch)])?;
+            self.store
+                .seal_removed(d.ino, vec![Write::Update(parent, touch)])?;
             // Unless another host moved it elsewhere meanwhile (then it
             // keeps its new name and this rmdir removed nothing of it).
             self.store.delete_dir_if_under(d.ino, parent)?;

@@ -263,7 +263,7 @@ impl Fs {
         self.cache
             .set_dentry(newparent, newname, Some(moved.clone()));
         if let Some(ino) = removed_dir {
-            self.store.seal_removed(ino)?;
+            self.store.seal_removed(ino, Vec::new())?;
             self.store.delete_dir_if_under(ino, newparent)?;
         }
         self.cache.forget_inode(src.ino);

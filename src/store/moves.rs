@@ -9,7 +9,7 @@
 //! and clears the record. Every step is idempotent, so finishing a rename
 //! that is still under way elsewhere is harmless.
 
-use super::writes::{Change, SetOp, Write};
+use super::writes::{name_key, Change, SetOp, Write};
 use super::{Dentry, Kind, Result, Store};
 
 /// An entry as stored, with the source of an unfinished rename.
@@ -59,12 +59,15 @@ impl Store {
 }
 
 /// What a finished rename changes besides the entries: a file loses the
-/// source's name; a directory gets its new parent and the parents' link
-/// counts follow.
+/// source's name and has the new one (recorded again: the rename sent it
+/// beside its conditional write, and a process killed in between may have
+/// sent only the latter; adding an element twice is harmless); a directory
+/// gets its new parent and the parents' link counts follow.
 fn source_gone(d: &Dentry, src_parent: u64, from: &[u8], parent: u64) -> Vec<Write> {
     if d.kind != Kind::Dir {
-        let c = Change::default().with_names(SetOp::Remove(from.to_vec()));
-        return vec![Write::Update(d.ino, c)];
+        let gone = Change::default().with_names(SetOp::Remove(from.to_vec()));
+        let named = Change::default().with_names(SetOp::Add(name_key(parent, &d.name)));
+        return vec![Write::Update(d.ino, gone), Write::Update(d.ino, named)];
     }
     let mut w = vec![Write::Update(
         d.ino,

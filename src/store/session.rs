@@ -846,9 +846,12 @@ impl Store {
     }
 
     /// Makes the sentinel of a directory whose name is gone permanent: no
-    /// entry is ever written into it again.
-    pub fn seal_removed(&self, dir: u64) -> Result<()> {
-        self.sentinel(&self.st.sentinel_seal, dir).map(drop)
+    /// entry is ever written into it again. `also` goes in the same round
+    /// trip.
+    pub fn seal_removed(&self, dir: u64, also: Vec<Write>) -> Result<()> {
+        let v = (self.owner, self.env.clone(), dir as i64, Vec::<u8>::new());
+        self.exec_with(&self.st.sentinel_seal, v, also, Touched::none())
+            .map(drop)
     }
 
     fn sentinel(&self, ps: &PreparedStatement, dir: u64) -> Result<bool> {

@@ -427,6 +427,29 @@ pub fn c_path(p: &Path) -> CString {
 
 /// Unmounts whatever is on `dir`: `fusermount3 -u`, then `fusermount3 -uz`,
 /// then umount2(MNT_DETACH). Returns whether `dir` is free afterwards.
+/// Aborts the FUSE connection of the mount on `dir`: every request waiting
+/// for its daemon fails at once. `umount2(MNT_FORCE)` aborts a FUSE
+/// connection before it finds the mount busy; the fusectl file system is
+/// the other way, when it is mounted (found through /proc/self/mountinfo,
+/// so nothing here waits for the daemon).
+pub fn abort_connection(dir: &Path) -> bool {
+    let c = c_path(dir);
+    // SAFETY: a valid NUL-terminated path; EBUSY is expected and ignored.
+    unsafe { libc::umount2(c.as_ptr(), libc::MNT_FORCE) };
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = dir.to_string_lossy();
+    let dev = info.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (f.len() > 4 && f[4] == want).then(|| f[2].to_string())
+    });
+    let Some(minor) = dev.and_then(|d| d.split(':').nth(1).map(str::to_string)) else {
+        return false;
+    };
+    fs::write(format!("/sys/fs/fuse/connections/{minor}/abort"), b"1").is_ok()
+}
+
 pub fn force_unmount(dir: &Path) -> bool {
     for args in [&["-u"][..], &["-uz"][..]] {
         if !is_mounted(dir) {
@@ -629,6 +652,17 @@ impl Mount {
         // SAFETY: plain kill(2) on our own child's pid (not yet reaped).
         let r = unsafe { libc::kill(pid, sig) };
         assert_eq!(r, 0, "kill({pid}, {sig}): {}", io::Error::last_os_error());
+        if sig == libc::SIGKILL {
+            if let Some(st) = self.wait_exit(Duration::from_secs(5)) {
+                return st;
+            }
+            // A thread killed while the kernel made it wait for a directory
+            // that a request to this (now dead) daemon holds (a cache
+            // invalidation) keeps the process from exiting until the FUSE
+            // connection is aborted, as an operator would (README).
+            eprintln!("cassfs {pid} did not exit 5 s after SIGKILL: aborting its connection");
+            abort_connection(self.path());
+        }
         match self.wait_exit(Duration::from_secs(20)) {
             Some(st) => st,
             None => {
