@@ -214,6 +214,10 @@ impl Fs {
         if finished > 0 {
             log::info!("finished {finished} rename(s) left half-done by an earlier process");
         }
+        let settled = store.finish_removals()?;
+        if settled > 0 {
+            log::debug!("settled the link counts of {settled} removal(s)");
+        }
         let store = Arc::new(store);
         let cache = Arc::new(Cache::new(cfg.fcache_ttl, cfg.cache_size));
         Ok(Fs {
@@ -233,6 +237,13 @@ impl Fs {
 
     pub fn statement_count(&self) -> u64 {
         self.store.statement_count()
+    }
+
+    /// The record of a removal this worker is making (`store/removals.rs`),
+    /// written beside its conditional write.
+    fn removing(&self, parent: u64, name: &[u8], ino: u64, dir: bool) -> Write {
+        let holder = format!("{}:{:?}", self.mount_id, std::thread::current().id());
+        Write::Removing(holder, parent, name.to_vec(), ino, dir)
     }
 
     /// How long the kernel may keep an answer configured to live

@@ -331,7 +331,8 @@ impl Fs {
             // Removed only if it still names the inode read above; if
             // another host replaced it meanwhile, the new file is unlinked
             // on the next round (this unlink came after that change).
-            if !self.store.remove_dentry(parent, name, d.ino, Vec::new())? {
+            let record = vec![self.removing(parent, name, d.ino, false)];
+            if !self.store.remove_dentry(parent, name, d.ino, record)? {
                 self.cache.forget_dentry(parent, name);
                 continue;
             }
@@ -458,7 +459,8 @@ impl Fs {
                 return Err(FsError::NotEmpty);
             }
             // Removed only if the name still names this directory.
-            if !self.store.remove_dentry(parent, name, d.ino, Vec::new())? {
+            let record = vec![self.removing(parent, name, d.ino, true)];
+            if !self.store.remove_dentry(parent, name, d.ino, record)? {
                 self.store.unmark_removing(d.ino)?;
                 self.cache.forget_dentry(parent, name);
                 continue;

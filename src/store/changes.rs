@@ -99,6 +99,7 @@ impl Touched {
             | Write::ClearMoving(..)
             | Write::Journal(..)
             | Write::Unjournal(_)
+            | Write::Removing(..)
             | Write::Event(_) => {}
         }
     }

@@ -13,6 +13,7 @@
 mod changes;
 mod moves;
 mod records;
+mod removals;
 mod schema;
 mod session;
 mod writes;

@@ -7,13 +7,15 @@ use super::{Result, StoreConfig, StoreError};
 pub const SCHEMA_CQL: &str = include_str!("../../cql/cassfs.cql");
 
 /// The tables a keyspace must hold for CassFS to mount it.
-const TABLES: [&str; 6] = [
+const TABLES: [&str; 8] = [
     "volumes",
     "inodes",
     "dentries",
     "blocks",
     "block_refs",
     "renames",
+    "changes",
+    "removals",
 ];
 
 /// Checks that a keyspace name is a plain CQL identifier.

@@ -21,6 +21,7 @@ use parking_lot::Mutex;
 use super::changes::{event_from_row, Event, Touched};
 use super::moves::RawDentry;
 use super::records::{dentry_from_row, InodeRow, INODE_COLUMNS};
+use super::removals::Removal;
 use super::schema::{check_schema, valid_keyspace};
 use super::writes::{Cql, Write};
 use super::{Consistency, Dentry, Hash, Inode, Result, StoreConfig, StoreError};
@@ -207,6 +208,7 @@ struct Statements {
     read_changes: PreparedStatement,
     sentinel_clear: PreparedStatement,
     pending_renames: PreparedStatement,
+    removals: PreparedStatement,
     delete_dir_under: PreparedStatement,
 }
 
@@ -306,6 +308,9 @@ impl Statements {
             sentinel_clear: p(format!(
                 "UPDATE {ks}.dentries SET ino = null WHERE {key} AND parent = ? AND name = ? \
                  IF ino = -1"
+            ))?,
+            removals: p(format!(
+                "SELECT parent, name, ino, dir FROM {ks}.removals WHERE {key}"
             ))?,
             pending_renames: p(format!(
                 "SELECT id, parent, name FROM {ks}.renames WHERE {key}"
@@ -726,6 +731,32 @@ impl Store {
             }
         }
         Ok(n)
+    }
+
+    /// The removals recorded by workers (`Write::Removing`): parent, name,
+    /// inode, whether a directory.
+    pub(super) fn removal_rows(&self) -> Result<Vec<Removal>> {
+        let rows = self.exec(&self.st.removals, (self.owner, &self.env))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let mut c = r.columns.into_iter();
+                match (c.next(), c.next(), c.next(), c.next()) {
+                    (
+                        Some(Some(CqlValue::BigInt(p))),
+                        Some(Some(CqlValue::Blob(name))),
+                        Some(Some(CqlValue::BigInt(ino))),
+                        Some(Some(CqlValue::Boolean(dir))),
+                    ) => Some(Removal {
+                        parent: p as u64,
+                        name,
+                        ino: ino as u64,
+                        dir,
+                    }),
+                    _ => None,
+                }
+            })
+            .collect())
     }
 
     /// Points an existing name at `d.ino` only if it still names `old`

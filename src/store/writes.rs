@@ -97,6 +97,9 @@ pub enum Write {
     Journal(i64, u64, Vec<u8>),
     /// Removes a rename's journal row.
     Unjournal(i64),
+    /// Records the removal a worker of a mount is making (holder, parent,
+    /// name, inode, is a directory), replacing that worker's previous one.
+    Removing(String, u64, Vec<u8>, u64, bool),
 }
 
 /// A statement text and its values (`None` binds NULL).
@@ -192,6 +195,23 @@ impl Write {
                 [
                     key,
                     vec![Some(CqlValue::BigInt(*id)), big(*parent), blob(name)],
+                ]
+                .concat(),
+            ),
+            Write::Removing(holder, parent, name, ino, dir) => (
+                format!(
+                    "INSERT INTO {ks}.removals (owner, environment, holder, parent, name, ino, \
+                     dir) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                ),
+                [
+                    key,
+                    vec![
+                        Some(CqlValue::Text(holder.clone())),
+                        big(*parent),
+                        blob(name),
+                        big(*ino),
+                        Some(CqlValue::Boolean(*dir)),
+                    ],
                 ]
                 .concat(),
             ),
