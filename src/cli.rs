@@ -323,6 +323,20 @@ mod tests {
     }
 
     #[test]
+    fn feed_interval_is_bounded() {
+        let m = parse(&["cassfs", "-feed_interval", "0"]).expect("0 turns it off");
+        assert_eq!(m.mount.feed_interval, 0.0);
+        let m = parse(&["cassfs", "-feed_interval=1.5"]).expect("parses");
+        assert_eq!(m.mount.feed_interval, 1.5);
+        for bad in ["61", "-1", "1e30", "NaN", "x"] {
+            assert!(
+                parse(&["cassfs", "-feed_interval", bad]).is_err(),
+                "-feed_interval {bad} must be refused"
+            );
+        }
+    }
+
+    #[test]
     fn sizes_take_suffixes() {
         assert_eq!(size("512"), Ok(512));
         assert_eq!(size("64M"), Ok(64 << 20));

@@ -31,11 +31,19 @@ use std::time::{Duration, Instant};
 use crate::cache::Cache;
 use crate::store::{Event, Store, FEED_RETENTION_SECS};
 
-/// How far back each poll reads besides what the last poll covered: an
-/// event that becomes readable later than this after its time (or a writer
-/// whose clock is behind by more) is missed, and the change shows only when
-/// caches expire.
-pub const FEED_WINDOW: Duration = Duration::from_secs(3);
+/// How far back a poll reads besides what the last poll covered, once a
+/// second ([`WIDE_EVERY`]): an event that becomes readable later than this
+/// after its time (or a writer whose clock is behind by more) is missed,
+/// and the change shows only when caches expire.
+pub const FEED_WINDOW: Duration = Duration::from_secs(1);
+
+/// How far back the other polls read besides what the last one covered
+/// (each row is read about twice rather than once per poll of the wide
+/// window: a writing mount reads its own events too).
+pub const NARROW_WINDOW: Duration = Duration::from_millis(100);
+
+/// Every this many polls, one reads the wide window.
+const WIDE_EVERY: u64 = 4;
 
 /// After first seeing an event, it is applied again at these ages.
 pub const REAPPLY: [Duration; 2] = [Duration::from_millis(300), Duration::from_secs(2)];
@@ -83,6 +91,10 @@ struct Follower {
     seen: HashMap<i64, Seen>,
     /// A poll failed since the last successful one.
     failed: bool,
+    /// Polls made.
+    polls: u64,
+    /// Time between two polls.
+    interval: Duration,
 }
 
 /// Starts following the feed every `interval`.
@@ -102,6 +114,8 @@ pub fn follow(
         cursor: now_ns(),
         seen: HashMap::new(),
         failed: false,
+        polls: 0,
+        interval,
     };
     let stopped = stop.clone();
     let thread = std::thread::Builder::new()
@@ -131,7 +145,13 @@ impl Follower {
             self.forget_everything();
             self.cursor = started;
         }
-        let from = self.cursor - FEED_WINDOW.as_nanos() as i64;
+        self.polls += 1;
+        let back = if self.polls.is_multiple_of(WIDE_EVERY) {
+            FEED_WINDOW
+        } else {
+            NARROW_WINDOW
+        };
+        let from = self.cursor - back.as_nanos() as i64;
         let mut events = Vec::new();
         for bucket in Event::bucket(from)..=Event::bucket(started) {
             match self.store.read_changes(bucket, from) {
@@ -176,7 +196,8 @@ impl Follower {
         for e in &due {
             self.apply(e);
         }
-        let keep = FEED_WINDOW * 2;
+        // Longer than any later poll can read it again.
+        let keep = self.interval * 2 + FEED_WINDOW + REAPPLY[REAPPLY.len() - 1];
         self.seen
             .retain(|_, s| s.reapplied < REAPPLY.len() || now.duration_since(s.first) < keep);
     }

@@ -331,17 +331,21 @@ impl Fs {
             // Removed only if it still names the inode read above; if
             // another host replaced it meanwhile, the new file is unlinked
             // on the next round (this unlink came after that change).
-            let record = vec![self.removing(parent, name, d.ino, false)];
-            if !self.store.remove_dentry(parent, name, d.ino, record)? {
+            // The parent's times go in the same round trip (also when the
+            // name changed meanwhile: a directory's times may move on).
+            let also = vec![
+                self.removing(parent, name, d.ino, false),
+                Write::Update(parent, Change::times(now)),
+            ];
+            if !self.store.remove_dentry(parent, name, d.ino, also)? {
                 self.cache.forget_dentry(parent, name);
                 continue;
             }
             self.cache.set_dentry(parent, name, None);
             self.dir_changed(parent, now, 0);
-            let also = vec![Write::Update(parent, Change::times(now))];
             return match inode {
-                Some(i) => self.name_removed(i, name_key(parent, name), now, also),
-                None => Ok(self.store.apply(also)?),
+                Some(i) => self.name_removed(i, name_key(parent, name), now),
+                None => Ok(()),
             };
         }
         Err(FsError::Busy)
@@ -349,20 +353,15 @@ impl Fs {
 
     /// After unlink removed the name `key` of `i`: deletes the inode when
     /// that was its only name (decided by Cassandra) and it is not open
-    /// here, else removes the name from its record. `also` goes in the same
-    /// round trip.
-    fn name_removed(&self, i: Inode, key: Vec<u8>, now: i64, also: Vec<Write>) -> FsResult<()> {
+    /// here, else removes the name from its record.
+    fn name_removed(&self, i: Inode, key: Vec<u8>, now: i64) -> FsResult<()> {
         let open = self.files.is_open(i.ino);
-        if !open && self.store.delete_if_last_name(i.ino, &key, also.clone())? {
+        if !open && self.store.delete_if_last_name(i.ino, &key, Vec::new())? {
             self.cache.forget_inode(i.ino);
             return self.drop_refs(&i);
         }
         let c = Change::ctime(now).with_names(SetOp::Remove(key));
-        let mut writes = vec![Write::Update(i.ino, c)];
-        if open {
-            writes.extend(also);
-        }
-        self.store.apply(writes)?;
+        self.store.apply(vec![Write::Update(i.ino, c)])?;
         self.link_dropped(LinkGone::Unnamed(i))
     }
 

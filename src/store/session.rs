@@ -788,7 +788,8 @@ impl Store {
     /// write), with `also` in the same round trip: true if deleted.
     pub fn delete_if_last_name(&self, ino: u64, key: &[u8], also: Vec<Write>) -> Result<bool> {
         let v = (self.owner, self.env.clone(), ino as i64, vec![key.to_vec()]);
-        self.exec_with(&self.st.delete_last_name, v, also, Touched::ino(ino))
+        // The name's removal already told the other mounts.
+        self.exec_with(&self.st.delete_last_name, v, also, Touched::none())
     }
 
     /// Removes a name only if it still names inode `ino` (a conditional
