@@ -23,10 +23,11 @@
 //! also starts clean.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use crossbeam_channel::RecvTimeoutError;
 
 use crate::cache::Cache;
 use crate::store::{Event, Store, FEED_RETENTION_SECS};
@@ -59,15 +60,16 @@ pub trait Kernel: Send + 'static {
     fn inode(&self, ino: u64);
 }
 
-/// A running follower; [`Feed::stop`] ends its thread.
+/// A running follower; [`Feed::stop`] ends its thread (at once, or after
+/// the read under way).
 pub struct Feed {
-    stop: Arc<AtomicBool>,
+    stop: crossbeam_channel::Sender<()>,
     thread: JoinHandle<()>,
 }
 
 impl Feed {
     pub fn stop(self) {
-        self.stop.store(true, Ordering::Relaxed);
+        drop(self.stop);
         let _ = self.thread.join();
     }
 }
@@ -105,7 +107,7 @@ pub fn follow(
     origin: String,
     interval: Duration,
 ) -> std::io::Result<Feed> {
-    let stop = Arc::new(AtomicBool::new(false));
+    let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     let mut f = Follower {
         store,
         cache,
@@ -117,13 +119,15 @@ pub fn follow(
         polls: 0,
         interval,
     };
-    let stopped = stop.clone();
     let thread = std::thread::Builder::new()
         .name("cassfs-feed".into())
         .spawn(move || {
-            while !stopped.load(Ordering::Relaxed) {
+            // Polls until the sender is dropped.
+            loop {
                 f.poll();
-                std::thread::sleep(interval);
+                if stopped.recv_timeout(interval) != Err(RecvTimeoutError::Timeout) {
+                    break;
+                }
             }
         })?;
     Ok(Feed { stop, thread })

@@ -303,3 +303,18 @@ fn without_the_feed_changes_show_when_caches_expire() {
     );
     eprintln!("seen without the feed after {:?}", start.elapsed());
 }
+
+#[test]
+fn unmount_does_not_wait_for_the_next_poll() {
+    let vol = Volume::unique("feedslow");
+    let mut m = vol.mount(&["--feed_interval", "60"]);
+    write(&m.join("f"), b"x");
+    let start = Instant::now();
+    let st = m.unmount();
+    assert!(st.success(), "unmount: {st}");
+    assert!(
+        start.elapsed() < Duration::from_secs(10),
+        "unmount took {:?} with a 60 s feed interval",
+        start.elapsed()
+    );
+}
