@@ -227,7 +227,14 @@ impl Follower {
             self.kernel.entry(parent, name);
         }
         for &ino in &e.inos {
-            self.cache.forget_inode(ino);
+            // A commit whose version this mount holds already (it read
+            // the inode after the commit): its copy is current.
+            let version = e.versions.iter().find(|(i, _)| *i == ino).map(|(_, v)| *v);
+            let current =
+                version.is_some() && self.cache.stale_inode(ino).map(|i| i.version) == version;
+            if !current {
+                self.cache.forget_inode(ino);
+            }
             self.cache.forget_listing(ino);
             self.kernel.inode(ino);
         }

@@ -36,6 +36,9 @@ pub struct Event {
     pub names: Vec<Vec<u8>>,
     /// Inodes whose attributes, content or entries changed.
     pub inos: Vec<u64>,
+    /// Of those, the ones whose content was committed, with the new
+    /// content version.
+    pub versions: Vec<(u64, i64)>,
 }
 
 impl Event {
@@ -59,6 +62,7 @@ impl Event {
 pub struct Touched {
     pub names: Vec<Vec<u8>>,
     pub inos: Vec<u64>,
+    pub versions: Vec<(u64, i64)>,
 }
 
 impl Touched {
@@ -66,15 +70,24 @@ impl Touched {
     pub fn name(parent: u64, name: &[u8]) -> Touched {
         Touched {
             names: vec![name_key(parent, name)],
-            inos: Vec::new(),
+            ..Touched::default()
         }
     }
 
     /// One inode.
     pub fn ino(ino: u64) -> Touched {
         Touched {
-            names: Vec::new(),
             inos: vec![ino],
+            ..Touched::default()
+        }
+    }
+
+    /// A commit of new content (version `version`) of one inode.
+    pub fn content(ino: u64, version: i64) -> Touched {
+        Touched {
+            inos: vec![ino],
+            versions: vec![(ino, version)],
+            ..Touched::default()
         }
     }
 
@@ -116,12 +129,13 @@ impl Touched {
             id: rand::random::<i64>(),
             names: self.names,
             inos: self.inos,
+            versions: self.versions,
         }
     }
 }
 
-/// A change feed row (`at, id, origin, names, inos`); malformed rows are
-/// skipped.
+/// A change feed row (`at, id, origin, names, inos, versions`); malformed
+/// rows are skipped.
 pub(super) fn event_from_row(row: Row) -> Option<Event> {
     let mut c = row.columns.into_iter();
     let (Some(Some(CqlValue::BigInt(at))), Some(Some(CqlValue::BigInt(id)))) = (c.next(), c.next())
@@ -150,12 +164,23 @@ pub(super) fn event_from_row(row: Row) -> Option<Event> {
             _ => None,
         })
         .collect();
+    let versions = match c.next() {
+        Some(Some(CqlValue::Map(m))) => m
+            .into_iter()
+            .filter_map(|kv| match kv {
+                (CqlValue::BigInt(ino), CqlValue::BigInt(v)) => Some((ino as u64, v)),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    };
     Some(Event {
         origin,
         at,
         id,
         names,
         inos,
+        versions,
     })
 }
 
@@ -180,6 +205,15 @@ mod tests {
         let entries: Vec<(u64, &[u8])> = e.entries().collect();
         assert_eq!(entries, vec![(1, &b"a"[..]), (1, &b"b"[..])]);
         assert_eq!(e.inos, vec![1]);
+    }
+
+    #[test]
+    fn commits_carry_their_version() {
+        let mut t = Touched::content(4, 77);
+        t.add(&Write::Update(2, Change::times(1)));
+        let e = t.into_event("m", 1);
+        assert_eq!(e.inos, vec![2, 4]);
+        assert_eq!(e.versions, vec![(4, 77)]);
     }
 
     #[test]

@@ -298,7 +298,7 @@ impl Statements {
                  WHERE {key} AND parent = ? AND name = ? IF ino = null"
             ))?,
             read_changes: p(format!(
-                "SELECT at, id, origin, names, inos FROM {ks}.changes \
+                "SELECT at, id, origin, names, inos, versions FROM {ks}.changes \
                  WHERE {key} AND bucket = ? AND at > ?"
             ))?,
             sentinel_seal: p(format!(
@@ -531,7 +531,8 @@ impl Store {
             &self.env,
             i.ino as i64,
         );
-        self.exec_with(&self.st.update_content, v, Vec::new(), Touched::ino(i.ino))
+        let t = Touched::content(i.ino, i.version);
+        self.exec_with(&self.st.update_content, v, Vec::new(), t)
             .map(drop)
     }
 

@@ -151,7 +151,7 @@ impl Write {
             Write::Event(e) => (
                 format!(
                     "INSERT INTO {ks}.changes (owner, environment, bucket, at, id, origin, names, \
-                     inos) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                     inos, versions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 ),
                 [
                     key,
@@ -165,6 +165,12 @@ impl Write {
                         )),
                         Some(CqlValue::List(
                             e.inos.iter().map(|i| CqlValue::BigInt(*i as i64)).collect(),
+                        )),
+                        Some(CqlValue::Map(
+                            e.versions
+                                .iter()
+                                .map(|(i, v)| (CqlValue::BigInt(*i as i64), CqlValue::BigInt(*v)))
+                                .collect(),
                         )),
                     ],
                 ]
