@@ -16,11 +16,11 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::store::{Content, Dentry, Hash, Inode};
+use crate::store::{now_ns, Content, Dentry, Hash, Inode};
 
 /// At most this many inodes and entries are cached; beyond it, the oldest
 /// half is dropped.
@@ -62,13 +62,6 @@ pub struct Cache {
     feed_ok_ns: AtomicI64,
 }
 
-fn epoch_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
-}
-
 impl Cache {
     pub fn new(ttl: Duration, cache_size: u64) -> Cache {
         let cap = usize::try_from(cache_size).unwrap_or(usize::MAX);
@@ -86,7 +79,7 @@ impl Cache {
 
     /// The change feed was read completely up to now (`crate::feed`).
     pub fn feed_polled(&self) {
-        self.feed_ok_ns.store(epoch_ns(), Ordering::Relaxed);
+        self.feed_ok_ns.store(now_ns(), Ordering::Relaxed);
     }
 
     /// The change feed could not be read: stop trusting cached metadata
@@ -98,7 +91,7 @@ impl Cache {
     /// Whether other mounts' changes reach this one through the feed now.
     pub fn feed_followed(&self) -> bool {
         let last = self.feed_ok_ns.load(Ordering::Relaxed);
-        last > 0 && epoch_ns() - last < FEED_TRUST.as_nanos() as i64
+        last > 0 && now_ns() - last < FEED_TRUST.as_nanos() as i64
     }
 
     /// How long the kernel may keep an answer whose configured lifetime
@@ -125,14 +118,12 @@ impl Cache {
     /// Forgets every cached inode, entry and listing (not content blocks,
     /// which are immutable); returns what was forgotten, for the kernel.
     pub fn forget_metadata(&self) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
-        let inos: Vec<u64> = self.inodes.lock().drain().map(|(ino, _)| ino).collect();
-        let mut entries: Vec<(u64, Vec<u8>)> =
-            self.dentries.lock().drain().map(|(k, _)| k).collect();
-        for (dir, t) in self.listings.lock().drain() {
-            entries.extend(t.value.into_keys().map(|name| (dir, name)));
-        }
+        let forgotten = self.cached_metadata();
+        self.inodes.lock().clear();
+        self.dentries.lock().clear();
+        self.listings.lock().clear();
         self.large_dirs.lock().clear();
-        (entries, inos)
+        forgotten
     }
 
     /// What is cached of metadata, without forgetting it (to tell the

@@ -30,7 +30,7 @@ use std::time::{Duration, Instant};
 use crossbeam_channel::RecvTimeoutError;
 
 use crate::cache::Cache;
-use crate::store::{Event, Store, FEED_RETENTION_SECS};
+use crate::store::{now_ns, Event, Store, FEED_RETENTION_SECS};
 
 /// How far back a poll reads besides what the last poll covered, once a
 /// second ([`WIDE_EVERY`]): an event that becomes readable later than this
@@ -131,13 +131,6 @@ pub fn follow(
             }
         })?;
     Ok(Feed { stop, thread })
-}
-
-fn now_ns() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 impl Follower {

@@ -28,6 +28,7 @@ use parking_lot::Mutex;
 
 use crate::cache::Cache;
 use crate::error::{FsError, FsResult};
+pub(crate) use crate::store::now_ns;
 use crate::store::{Change, Dentry, Inode, Kind, Store, Write};
 
 pub use file::{OpenFlags, Opened, MAX_FILE_SIZE};
@@ -148,13 +149,6 @@ impl Outage {
             .lock()
             .is_some_and(|t| t.elapsed() < OUTAGE_SHORTCUT)
     }
-}
-
-pub(crate) fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 fn time_ns(t: SetTime) -> i64 {

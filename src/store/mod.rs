@@ -28,6 +28,15 @@ pub use schema::{apply_schema, check_schema, SCHEMA_CQL};
 pub use session::Store;
 pub use writes::{name_key, Change, SetOp, Write};
 
+/// Now, in nanoseconds since the Unix epoch (the unit of every time
+/// CassFS stores).
+pub fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
 /// Size of a content block. Files are cut into blocks of this size.
 pub const BLOCK_SIZE: u64 = 1 << 20;
 /// Files of at most this many bytes are stored inline in their inode row.

@@ -5,7 +5,7 @@ use std::future::Future;
 use std::ops::Range;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
@@ -20,6 +20,7 @@ use parking_lot::Mutex;
 
 use super::changes::{event_from_row, Event, Touched};
 use super::moves::RawDentry;
+use super::now_ns;
 use super::records::{dentry_from_row, InodeRow, INODE_COLUMNS};
 use super::removals::Removal;
 use super::schema::{check_schema, valid_keyspace};
@@ -340,13 +341,6 @@ pub struct Store {
     /// The mount whose changes this store publishes to the change feed
     /// (`None`: no events, e.g. a command-line tool).
     origin: Option<String>,
-}
-
-fn now_ns() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos() as i64)
-        .unwrap_or(0)
 }
 
 fn first_bool(rows: Vec<Row>) -> bool {
@@ -836,7 +830,7 @@ impl Store {
         })
     }
 
-    /// Like [`Store::conditional`] for a write of an entry of `dir`, made
+    /// Like [`Store::exec_with`] for a write of an entry of `dir`, made
     /// one conditional batch with a check of the directory's removal
     /// sentinel (the entry with the empty name, set by
     /// [`Store::mark_removing`]): an entry is never written into a
