@@ -429,7 +429,7 @@ impl Floor {
         let t0 = Instant::now();
         for (name, ino) in &made {
             self.store
-                .delete_dentry(dino, name)
+                .delete_dentry(dino, name, *ino)
                 .map_err(|e| e.to_string())?;
             self.store.delete_inode(*ino).map_err(|e| e.to_string())?;
             self.touch_parent(&mut dir, 0)?;

@@ -180,7 +180,9 @@ fn schema_twice_then_rows_round_trip() {
         !store.dir_has_entries(1).expect("dir_has_entries"),
         "empty root"
     );
-    store.put_dentry(1, &d).expect("put_dentry");
+    store
+        .apply(vec![Write::PutDentry(1, d.clone())])
+        .expect("put entry");
     assert_eq!(
         store.get_dentry(1, &name).expect("get_dentry"),
         Some(d.clone())
@@ -194,7 +196,9 @@ fn schema_twice_then_rows_round_trip() {
         })
         .collect();
     for e in &many {
-        store.put_dentry(1, e).expect("put_dentry");
+        store
+            .apply(vec![Write::PutDentry(1, e.clone())])
+            .expect("put entry");
     }
     let listed = store.list_dir(1).expect("list_dir");
     assert_eq!(listed.len(), 121, "every entry listed");
@@ -207,7 +211,7 @@ fn schema_twice_then_rows_round_trip() {
     };
     store
         .apply_atomic(vec![
-            Write::DeleteDentry(1, name.clone()),
+            Write::DeleteDentry(1, name.clone(), ino),
             Write::PutDentry(1, renamed.clone()),
         ])
         .expect("rename batch");
@@ -222,7 +226,30 @@ fn schema_twice_then_rows_round_trip() {
         store.get_dentry(1, b"renamed").expect("get new"),
         Some(renamed)
     );
-    store.delete_dentry(1, b"renamed").expect("delete_dentry");
+    // Rolled to a new generation, the directory holds the same entries,
+    // also for a store that knew the old generation.
+    let stale = Store::open(&cfg, 7, "test").expect("open again");
+    assert!(stale.get_dentry(1, b"e001").expect("warm").is_some());
+    store.roll(1, 0).expect("roll");
+    let rolled = store.list_dir(1).expect("list after roll");
+    assert_eq!(rolled.len(), 121, "every entry after the roll");
+    assert_eq!(stale.list_dir(1).expect("stale list").len(), 121);
+    assert!(stale.get_dentry(1, b"e002").expect("stale get").is_some());
+    assert!(stale
+        .create_dentry(
+            1,
+            &Dentry {
+                name: b"new".to_vec(),
+                ..d.clone()
+            },
+            Vec::new()
+        )
+        .expect("create in the new generation"));
+    assert_eq!(store.list_dir(1).expect("list").len(), 122);
+
+    assert!(store
+        .remove_dentry(1, b"renamed", ino, Vec::new())
+        .expect("remove"));
     assert_eq!(store.get_dentry(1, b"renamed").expect("get"), None);
 
     // Another volume of the same keyspace sees none of it.

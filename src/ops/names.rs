@@ -280,7 +280,8 @@ impl Fs {
         // Deleted by another host meanwhile: the new name must not point
         // at nothing.
         if self.store.get_version(ino)?.is_none() {
-            self.store.delete_dentry(newparent, newname)?;
+            self.store
+                .remove_dentry(newparent, newname, ino, Vec::new())?;
             self.unrecord_name(ino, newparent, newname)?;
             return Err(FsError::NotFound);
         }

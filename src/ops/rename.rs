@@ -199,7 +199,7 @@ impl Fs {
             ..src.clone()
         };
         let now = now_ns();
-        let mut writes = vec![Write::DeleteDentry(parent, name.to_vec())];
+        let mut writes = vec![Write::DeleteDentry(parent, name.to_vec(), src.ino)];
         let journal_id = rand::random::<i64>();
         // The new name is made (or, over an existing name, replaced) by a
         // conditional write: a name another host made or replaced meanwhile
@@ -288,7 +288,11 @@ impl Fs {
         if self.store.get_version(moved.ino)?.is_some() {
             return Ok(());
         }
-        let mut undo = vec![Write::DeleteDentry(newparent, moved.name.clone())];
+        let mut undo = vec![Write::DeleteDentry(
+            newparent,
+            moved.name.clone(),
+            moved.ino,
+        )];
         if subdir {
             let c = Change::default().with_subdirs(SetOp::Remove(moved.ino));
             undo.push(Write::Update(newparent, c));

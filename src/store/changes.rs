@@ -107,7 +107,7 @@ impl Touched {
         match w {
             Write::DeleteInode(ino) | Write::Update(ino, _) => self.inos.push(*ino),
             Write::PutDentry(parent, d) => self.names.push(name_key(*parent, &d.name)),
-            Write::DeleteDentry(parent, name) => self.names.push(name_key(*parent, name)),
+            Write::DeleteDentry(parent, name, _) => self.names.push(name_key(*parent, name)),
             Write::PutInode(..)
             | Write::ClearMoving(..)
             | Write::Journal(..)

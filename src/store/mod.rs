@@ -11,6 +11,8 @@
 //! cannot reach another volume's rows.
 
 mod changes;
+mod entries;
+mod generations;
 mod moves;
 mod records;
 mod removals;

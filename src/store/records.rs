@@ -27,10 +27,11 @@ pub(super) struct InodeRow {
     xattrs: Option<BTreeMap<Vec<u8>, Vec<u8>>>,
     names: Option<Vec<Vec<u8>>>,
     subdirs: Option<Vec<i64>>,
+    gen: Option<i64>,
 }
 
 pub(super) const INODE_COLUMNS: &str = "kind, mode, uid, gid, rdev, size, atime_ns, \
-     mtime_ns, ctime_ns, parent, version, target, inline_data, blocks, xattrs, names, subdirs";
+     mtime_ns, ctime_ns, parent, version, target, inline_data, blocks, xattrs, names, subdirs, gen";
 
 fn corrupt(reason: String) -> StoreError {
     StoreError::Corrupt {
@@ -40,6 +41,11 @@ fn corrupt(reason: String) -> StoreError {
 }
 
 impl InodeRow {
+    /// A directory's generation of entries (`store/generations.rs`).
+    pub(super) fn gen(&self) -> i64 {
+        self.gen.unwrap_or(0)
+    }
+
     /// The inode, or `None` for a row without a kind: what an update that
     /// raced a delete leaves behind, a deleted inode (see `cql/cassfs.cql`).
     pub(super) fn into_inode(self, ino: u64) -> Result<Option<Inode>, StoreError> {
@@ -106,7 +112,7 @@ pub(super) fn dentry_from_row(
     (name, ino, kind): (Vec<u8>, i64, i32),
 ) -> Result<Dentry, StoreError> {
     let kind = Kind::from_i32(kind).ok_or_else(|| StoreError::Corrupt {
-        table: "dentries",
+        table: "dir_entries",
         reason: format!("entry {:?} has kind {kind}", String::from_utf8_lossy(&name)),
     })?;
     Ok(Dentry {

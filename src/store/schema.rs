@@ -7,10 +7,11 @@ use super::{Result, StoreConfig, StoreError};
 pub const SCHEMA_CQL: &str = include_str!("../../cql/cassfs.cql");
 
 /// The tables a keyspace must hold for CassFS to mount it.
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "volumes",
     "inodes",
-    "dentries",
+    "dir_entries",
+    "churn",
     "blocks",
     "block_refs",
     "renames",
@@ -66,7 +67,63 @@ pub fn apply_schema(cfg: &StoreConfig, replication_factor: u32) -> Result<()> {
     for stmt in statements() {
         conn.ddl(&stmt)?;
     }
+    if conn.table_names(ks)?.iter().any(|t| t == "dentries") {
+        let n = migrate_dentries(&conn, ks)?;
+        conn.ddl(&format!("DROP TABLE {ks}.dentries"))?;
+        log::info!("moved {n} directory entries of an earlier version to {ks}.dir_entries");
+    }
     Ok(())
+}
+
+/// Keyspaces of earlier versions kept directory entries in `dentries`
+/// (one partition per directory, no generations): they are copied into
+/// generation 0 of `dir_entries`; the caller then drops the old table.
+fn migrate_dentries(conn: &Conn, ks: &str) -> Result<u64> {
+    use scylla::response::{PagingState, PagingStateResponse};
+    type Row = (
+        i64,
+        String,
+        i64,
+        Vec<u8>,
+        Option<i64>,
+        Option<i32>,
+        Option<Vec<u8>>,
+    );
+    let sel = conn.prepare(format!(
+        "SELECT owner, environment, parent, name, ino, kind, moving_from FROM {ks}.dentries"
+    ))?;
+    let ins = conn.prepare(format!(
+        "INSERT INTO {ks}.dir_entries (owner, environment, parent, gen, name, ino, kind, \
+         moving_from) VALUES (?, ?, ?, 0, ?, ?, ?, ?)"
+    ))?;
+    let mut paging = PagingState::start();
+    let mut n = 0;
+    loop {
+        let s = conn.session();
+        let (sel, ins, state) = (sel.clone(), ins.clone(), paging.clone());
+        let (copied, next) = conn.run(1, async move {
+            let (res, next) = s
+                .execute_single_page(&sel, (), state)
+                .await
+                .map_err(StoreError::request)?;
+            let rows = res.into_rows_result().map_err(StoreError::request)?;
+            let mut copied = 0u64;
+            for r in rows.rows::<Row>().map_err(StoreError::request)? {
+                let (o, e, p, name, ino, kind, moving) = r.map_err(StoreError::request)?;
+                let v = (o, e, p, name, ino, kind, moving.unwrap_or_default());
+                s.execute_unpaged(&ins, v)
+                    .await
+                    .map_err(StoreError::request)?;
+                copied += 1;
+            }
+            Ok((copied, next))
+        })?;
+        n += copied;
+        match next {
+            PagingStateResponse::HasMorePages { state } => paging = state,
+            PagingStateResponse::NoMorePages => return Ok(n),
+        }
+    }
 }
 
 /// Fails with a message saying how to create the schema when the keyspace

@@ -10,7 +10,6 @@ use std::time::Duration;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
-use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency as CqlConsistency, SerialConsistency};
@@ -19,13 +18,14 @@ use scylla::value::{CqlValue, Row};
 use parking_lot::Mutex;
 
 use super::changes::{event_from_row, Event, Touched};
-use super::moves::RawDentry;
+use super::entries::EntryStatements;
+use super::generations::GenStatements;
 use super::now_ns;
-use super::records::{dentry_from_row, InodeRow, INODE_COLUMNS};
+use super::records::{InodeRow, INODE_COLUMNS};
 use super::removals::Removal;
 use super::schema::{check_schema, valid_keyspace};
 use super::writes::{Cql, Write};
-use super::{Consistency, Dentry, Hash, Inode, Result, StoreConfig, StoreError};
+use super::{Consistency, Hash, Inode, Result, StoreConfig, StoreError};
 
 /// Directories of at most this many entries can be read whole in one
 /// request ([`Store::list_small_dir`]).
@@ -37,7 +37,7 @@ pub const SMALL_DIR: usize = 1000;
 pub const REMOVAL_MARK_TTL: i32 = 60;
 
 /// How many requests of one bulk call run at once.
-const PARALLEL: usize = 32;
+pub(super) const PARALLEL: usize = 32;
 
 fn cql_consistency(c: Consistency) -> CqlConsistency {
     match c {
@@ -111,7 +111,7 @@ impl Conn {
         })
     }
 
-    fn session(&self) -> Arc<Session> {
+    pub(super) fn session(&self) -> Arc<Session> {
         match &self.session {
             Some(s) => s.clone(),
             None => unreachable!("session is only taken in drop"),
@@ -120,7 +120,7 @@ impl Conn {
 
     /// Runs one future on the runtime, bounded by the request timeout (with
     /// a margin over the driver's own), counting `n` statements.
-    fn run<T, F>(&self, n: u64, fut: F) -> Result<T>
+    pub(super) fn run<T, F>(&self, n: u64, fut: F) -> Result<T>
     where
         F: Future<Output = Result<T>>,
     {
@@ -170,7 +170,7 @@ impl Conn {
         })
     }
 
-    fn prepare(&self, cql: String) -> Result<PreparedStatement> {
+    pub(super) fn prepare(&self, cql: String) -> Result<PreparedStatement> {
         let s = self.session();
         self.run(1, async move {
             s.prepare(cql).await.map_err(StoreError::request)
@@ -179,17 +179,12 @@ impl Conn {
 }
 
 /// The prepared statements of one store.
-struct Statements {
-    get_inode: PreparedStatement,
+pub(super) struct Statements {
+    pub(super) get_inode: PreparedStatement,
     get_version: PreparedStatement,
     update_content: PreparedStatement,
     set_xattr: PreparedStatement,
     remove_xattr: PreparedStatement,
-    get_dentry: PreparedStatement,
-    list_dentries: PreparedStatement,
-    any_dentry: PreparedStatement,
-    small_dir: PreparedStatement,
-    create_dentry: PreparedStatement,
     insert_block: PreparedStatement,
     get_block: PreparedStatement,
     insert_ref: PreparedStatement,
@@ -201,13 +196,7 @@ struct Statements {
     drop_mover: PreparedStatement,
     delete_unnamed: PreparedStatement,
     delete_last_name: PreparedStatement,
-    remove_dentry: PreparedStatement,
-    replace_dentry: PreparedStatement,
-    sentinel_live: PreparedStatement,
-    sentinel_set: PreparedStatement,
-    sentinel_seal: PreparedStatement,
     read_changes: PreparedStatement,
-    sentinel_clear: PreparedStatement,
     pending_renames: PreparedStatement,
     removals: PreparedStatement,
     delete_dir_under: PreparedStatement,
@@ -236,25 +225,6 @@ impl Statements {
             ))?,
             remove_xattr: p(format!(
                 "UPDATE {ks}.inodes SET xattrs = xattrs - ?, ctime_ns = ? WHERE {ino_key}"
-            ))?,
-            get_dentry: p(format!(
-                "SELECT ino, kind, moving_from FROM {ks}.dentries WHERE {key} AND parent = ? \
-                 AND name = ?"
-            ))?,
-            list_dentries: p(format!(
-                "SELECT name, ino, kind, moving_from FROM {ks}.dentries WHERE {key} AND parent = ?"
-            ))?,
-            any_dentry: p(format!(
-                "SELECT name FROM {ks}.dentries WHERE {key} AND parent = ? LIMIT 2"
-            ))?,
-            small_dir: p(format!(
-                "SELECT name, ino, kind, moving_from FROM {ks}.dentries WHERE {key} \
-                 AND parent = ? LIMIT {}",
-                SMALL_DIR + 2
-            ))?,
-            create_dentry: p(format!(
-                "INSERT INTO {ks}.dentries (owner, environment, parent, name, ino, kind, \
-                 moving_from) VALUES (?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
             ))?,
             insert_block: p(format!(
                 "INSERT INTO {ks}.blocks (owner, hash, data) VALUES (?, ?, ?)"
@@ -286,38 +256,15 @@ impl Statements {
             delete_last_name: p(format!(
                 "DELETE FROM {ks}.inodes WHERE {ino_key} IF names = ?"
             ))?,
-            replace_dentry: p(format!(
-                "UPDATE {ks}.dentries SET ino = ?, kind = ?, moving_from = ? \
-                 WHERE {key} AND parent = ? AND name = ? IF ino = ?"
-            ))?,
-            sentinel_live: p(format!(
-                "UPDATE {ks}.dentries SET kind = null WHERE {key} AND parent = ? AND name = ? \
-                 IF ino = null"
-            ))?,
-            sentinel_set: p(format!(
-                "UPDATE {ks}.dentries USING TTL {REMOVAL_MARK_TTL} SET ino = -1 \
-                 WHERE {key} AND parent = ? AND name = ? IF ino = null"
-            ))?,
             read_changes: p(format!(
                 "SELECT at, id, origin, names, inos, versions FROM {ks}.changes \
                  WHERE {key} AND bucket = ? AND at > ?"
-            ))?,
-            sentinel_seal: p(format!(
-                "UPDATE {ks}.dentries SET ino = -1 WHERE {key} AND parent = ? AND name = ? \
-                 IF ino IN (null, -1)"
-            ))?,
-            sentinel_clear: p(format!(
-                "UPDATE {ks}.dentries SET ino = null WHERE {key} AND parent = ? AND name = ? \
-                 IF ino = -1"
             ))?,
             removals: p(format!(
                 "SELECT parent, name, ino, dir FROM {ks}.removals WHERE {key}"
             ))?,
             pending_renames: p(format!(
                 "SELECT id, parent, name FROM {ks}.renames WHERE {key}"
-            ))?,
-            remove_dentry: p(format!(
-                "DELETE FROM {ks}.dentries WHERE {key} AND parent = ? AND name = ? IF ino = ?"
             ))?,
             delete_unnamed: p(format!(
                 "DELETE FROM {ks}.inodes WHERE {ino_key} IF names = null"
@@ -331,11 +278,19 @@ impl Statements {
 
 /// A blocking handle on one volume's rows.
 pub struct Store {
-    conn: Conn,
-    st: Statements,
+    pub(super) conn: Conn,
+    pub(super) st: Statements,
+    /// Statements on directory entries (`store/entries.rs`).
+    pub(super) est: EntryStatements,
+    /// Statements of directory generations (`store/generations.rs`).
+    pub(super) gt: GenStatements,
     ks: String,
-    owner: i64,
-    env: String,
+    pub(super) owner: i64,
+    pub(super) env: String,
+    /// Each directory's generation, as far as this store knows.
+    pub(super) gens: Mutex<HashMap<u64, i64>>,
+    /// Removals per directory not yet added to `churn`.
+    pub(super) tally: Mutex<HashMap<u64, u32>>,
     /// Statements of [`Write`]s, prepared on first use, by text.
     prepared: Mutex<HashMap<String, PreparedStatement>>,
     /// The mount whose changes this store publishes to the change feed
@@ -343,7 +298,7 @@ pub struct Store {
     origin: Option<String>,
 }
 
-fn first_bool(rows: Vec<Row>) -> bool {
+pub(super) fn first_bool(rows: Vec<Row>) -> bool {
     matches!(
         rows.first().and_then(|r| r.columns.first()),
         Some(Some(CqlValue::Boolean(true)))
@@ -357,9 +312,15 @@ impl Store {
         let conn = Conn::connect(cfg)?;
         check_schema(&conn, cfg)?;
         let st = Statements::prepare(&conn, &cfg.keyspace)?;
+        let est = EntryStatements::prepare(&conn, &cfg.keyspace)?;
+        let gt = GenStatements::prepare(&conn, &cfg.keyspace)?;
         Ok(Store {
             conn,
             st,
+            est,
+            gt,
+            gens: Mutex::new(HashMap::new()),
+            tally: Mutex::new(HashMap::new()),
             ks: cfg.keyspace.clone(),
             owner,
             env: environment.to_string(),
@@ -425,7 +386,7 @@ impl Store {
         };
         if self.get_inode(1)?.is_none() {
             let (cql, values) =
-                Write::PutInode(root, Vec::new()).to_cql(&self.ks, self.owner, &self.env);
+                Write::PutInode(root, Vec::new()).to_cql(&self.ks, self.owner, &self.env, &|_| 0);
             let ps = self.conn.prepare(format!("{cql} USING TIMESTAMP 1"))?;
             self.exec(&ps, values)?;
         }
@@ -459,7 +420,18 @@ impl Store {
     pub fn get_inode(&self, ino: u64) -> Result<Option<Inode>> {
         let s = self.conn.session();
         let (ps, env) = (&self.st.get_inode, self.env.as_str());
-        self.conn.run(1, fetch_inode(&s, ps, self.owner, env, ino))
+        let got = self
+            .conn
+            .run(1, fetch_inode(&s, ps, self.owner, env, ino))?;
+        Ok(got.map(|(i, gen)| self.noted(i, gen)))
+    }
+
+    /// An inode just read; a directory's generation is remembered.
+    pub(super) fn noted(&self, i: Inode, gen: i64) -> Inode {
+        if i.kind == super::Kind::Dir {
+            self.note_gen(i.ino, gen);
+        }
+        i
     }
 
     /// Reads many inodes at once (missing ones are `None`), in order.
@@ -486,7 +458,10 @@ impl Store {
                 }
                 Ok(got)
             })?;
-            out.extend(rows);
+            out.extend(
+                rows.into_iter()
+                    .map(|r| r.map(|(i, gen)| self.noted(i, gen))),
+            );
         }
         Ok(out)
     }
@@ -568,144 +543,6 @@ impl Store {
             .map(drop)
     }
 
-    pub fn get_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<Dentry>> {
-        let raw = self.get_raw_dentry(parent, name)?;
-        self.settle_one(parent, raw)
-    }
-
-    /// An entry as stored, with the source of an unfinished rename.
-    pub(super) fn get_raw_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<RawDentry>> {
-        let s = self.conn.session();
-        let (ps, env) = (&self.st.get_dentry, self.env.as_str());
-        self.conn
-            .run(1, fetch_dentry(&s, ps, self.owner, env, parent, name))
-    }
-
-    /// An entry and its inode. With a `guess` of the inode number (from a
-    /// cache) both are read at once: one round trip when the guess is right.
-    pub fn get_dentry_and_inode(
-        &self,
-        parent: u64,
-        name: &[u8],
-        guess: Option<u64>,
-    ) -> Result<(Option<Dentry>, Option<Inode>)> {
-        let Some(guess) = guess else {
-            let d = self.get_dentry(parent, name)?;
-            let i = match &d {
-                Some(d) => self.get_inode(d.ino)?,
-                None => None,
-            };
-            return Ok((d, i));
-        };
-        let s = self.conn.session();
-        let (pd, pi, env) = (&self.st.get_dentry, &self.st.get_inode, self.env.as_str());
-        let owner = self.owner;
-        let (d, i) = self.conn.run(2, async {
-            let (d, i) = tokio::join!(
-                fetch_dentry(&s, pd, owner, env, parent, name),
-                fetch_inode(&s, pi, owner, env, guess)
-            );
-            Ok((d?, i?))
-        })?;
-        let d = self.settle_one(parent, d)?;
-        match &d {
-            Some(d) if d.ino != guess => Ok((Some(d.clone()), self.get_inode(d.ino)?)),
-            Some(_) => Ok((d, i)),
-            None => Ok((None, None)),
-        }
-    }
-
-    /// Every entry of a directory, read page by page. An error is an error,
-    /// never an empty listing.
-    pub fn list_dir(&self, parent: u64) -> Result<Vec<Dentry>> {
-        let mut out = Vec::new();
-        let mut paging = PagingState::start();
-        loop {
-            let s = self.conn.session();
-            let ps = &self.st.list_dentries;
-            let key = (self.owner, self.env.as_str(), parent as i64);
-            let state = paging.clone();
-            let (rows, next) = self.conn.run(1, async move {
-                let (res, next) = s
-                    .execute_single_page(ps, key, state)
-                    .await
-                    .map_err(StoreError::request)?;
-                Ok((dentry_rows(res)?, next))
-            })?;
-            out.extend(rows);
-            match next {
-                PagingStateResponse::HasMorePages { state } => paging = state,
-                PagingStateResponse::NoMorePages => return self.settle(parent, out),
-            }
-        }
-    }
-
-    /// Every entry of a directory in one request, or `None` when it has
-    /// more than [`SMALL_DIR`] entries.
-    pub fn list_small_dir(&self, parent: u64) -> Result<Option<Vec<Dentry>>> {
-        let s = self.conn.session();
-        let ps = &self.st.small_dir;
-        let key = (self.owner, self.env.as_str(), parent as i64);
-        let rows = self.conn.run(1, async move {
-            let res = s
-                .execute_unpaged(ps, key)
-                .await
-                .map_err(StoreError::request)?;
-            dentry_rows(res)
-        })?;
-        if rows.len() > SMALL_DIR {
-            return Ok(None);
-        }
-        self.settle(parent, rows).map(Some)
-    }
-
-    /// Whether a directory has any entry.
-    pub fn dir_has_entries(&self, parent: u64) -> Result<bool> {
-        let rows = self.exec(&self.st.any_dentry, (self.owner, &self.env, parent as i64))?;
-        Ok(rows
-            .iter()
-            .any(|r| !matches!(r.columns.first(), Some(Some(CqlValue::Blob(n))) if n.is_empty())))
-    }
-
-    pub fn put_dentry(&self, parent: u64, d: &Dentry) -> Result<()> {
-        self.apply(vec![Write::PutDentry(parent, d.clone())])
-    }
-
-    pub fn delete_dentry(&self, parent: u64, name: &[u8]) -> Result<()> {
-        self.apply(vec![Write::DeleteDentry(parent, name.to_vec())])
-    }
-
-    /// Creates a name unless it exists, as one conditional write decided by
-    /// Cassandra (not by a cache), with `also` applied in the same round
-    /// trip whatever the outcome: true when this call created the name.
-    pub fn create_dentry(&self, parent: u64, d: &Dentry, also: Vec<Write>) -> Result<bool> {
-        self.create_dentry_from(parent, d, None, also)
-    }
-
-    /// Like [`Store::create_dentry`], for a rename to a new name: the entry
-    /// records its source (a [`name_key`](super::name_key)) until the rename's
-    /// batch clears it, so a rename interrupted between the two is finished
-    /// by whoever reads the entry next (`store/moves.rs`).
-    pub fn create_dentry_from(
-        &self,
-        parent: u64,
-        d: &Dentry,
-        moving_from: Option<Vec<u8>>,
-        also: Vec<Write>,
-    ) -> Result<bool> {
-        let v = (
-            self.owner,
-            self.env.clone(),
-            parent as i64,
-            d.name.clone(),
-            d.ino as i64,
-            d.kind as i32,
-            moving_from,
-        );
-        let t = Touched::name(parent, &d.name);
-        self.conditional_in_live_dir(&self.st.create_dentry, v, parent, also, t)
-    }
-
     /// Finishes the renames to a new name that a process left half-done
     /// (see `renames` in cql/cassfs.cql); run when a mount starts.
     pub fn finish_renames(&self) -> Result<usize> {
@@ -754,31 +591,6 @@ impl Store {
             .collect())
     }
 
-    /// Points an existing name at `d.ino` only if it still names `old`
-    /// (a conditional write), recording the rename's source like
-    /// [`Store::create_dentry_from`]: true when replaced.
-    pub fn replace_dentry_from(
-        &self,
-        parent: u64,
-        d: &Dentry,
-        old: u64,
-        moving_from: Option<Vec<u8>>,
-        also: Vec<Write>,
-    ) -> Result<bool> {
-        let v = (
-            d.ino as i64,
-            d.kind as i32,
-            moving_from,
-            self.owner,
-            self.env.clone(),
-            parent as i64,
-            d.name.clone(),
-            old as i64,
-        );
-        let t = Touched::name(parent, &d.name);
-        self.conditional_in_live_dir(&self.st.replace_dentry, v, parent, also, t)
-    }
-
     /// Deletes a non-directory inode whose only name is `key` (a conditional
     /// write), with `also` in the same round trip: true if deleted.
     pub fn delete_if_last_name(&self, ino: u64, key: &[u8], also: Vec<Write>) -> Result<bool> {
@@ -787,32 +599,11 @@ impl Store {
         self.exec_with(&self.st.delete_last_name, v, also, Touched::none())
     }
 
-    /// Removes a name only if it still names inode `ino` (a conditional
-    /// write: a name another host replaced meanwhile is left alone), with
-    /// `also` applied in the same round trip: true when removed.
-    pub fn remove_dentry(
-        &self,
-        parent: u64,
-        name: &[u8],
-        ino: u64,
-        also: Vec<Write>,
-    ) -> Result<bool> {
-        let v = (
-            self.owner,
-            self.env.clone(),
-            parent as i64,
-            name.to_vec(),
-            ino as i64,
-        );
-        let t = Touched::name(parent, name);
-        self.exec_with(&self.st.remove_dentry, v, also, t)
-    }
-
     /// Runs one write (conditional or not) and `also` concurrently, with
     /// the change feed's event of all of it (one round trip; `also` is
     /// applied whatever a condition's outcome): true when a conditional
     /// write applied. `touched`: what the one write touches.
-    fn exec_with<V>(
+    pub(super) fn exec_with<V>(
         &self,
         ps: &PreparedStatement,
         values: V,
@@ -822,68 +613,12 @@ impl Store {
     where
         V: scylla::serialize::row::SerializeRow + Send,
     {
-        let jobs = self.prepare_writes(&also, touched)?;
+        let (jobs, _) = self.prepare_writes(&also, touched)?;
         let s = self.conn.session();
         self.conn.run(1 + jobs.len() as u64, async move {
             let also = run_parallel(s.clone(), jobs);
             applied_with(s.execute_unpaged(ps, values), also).await
         })
-    }
-
-    /// Like [`Store::exec_with`] for a write of an entry of `dir`, made
-    /// one conditional batch with a check of the directory's removal
-    /// sentinel (the entry with the empty name, set by
-    /// [`Store::mark_removing`]): an entry is never written into a
-    /// directory whose rmdir is under way. Paxos orders the two.
-    fn conditional_in_live_dir<V>(
-        &self,
-        ps: &PreparedStatement,
-        values: V,
-        dir: u64,
-        also: Vec<Write>,
-        touched: Touched,
-    ) -> Result<bool>
-    where
-        V: scylla::serialize::row::SerializeRow + Send,
-    {
-        let jobs = self.prepare_writes(&also, touched)?;
-        let mut batch = Batch::new(BatchType::Logged);
-        batch.append_statement(ps.clone());
-        batch.append_statement(self.st.sentinel_live.clone());
-        let sentinel = (self.owner, self.env.clone(), dir as i64, Vec::<u8>::new());
-        let s = self.conn.session();
-        self.conn.run(2 + jobs.len() as u64, async move {
-            let also = run_parallel(s.clone(), jobs);
-            applied_with(s.batch(&batch, (values, sentinel)), also).await
-        })
-    }
-
-    /// Sets a directory's removal sentinel for an rmdir under way, a
-    /// conditional write: false if another rmdir holds it already. The
-    /// mark expires after [`REMOVAL_MARK_TTL`] seconds, so that an rmdir
-    /// killed before it ends leaves the directory writable again.
-    pub fn mark_removing(&self, dir: u64) -> Result<bool> {
-        self.sentinel(&self.st.sentinel_set, dir)
-    }
-
-    /// Clears the mark of an rmdir that removes nothing (ENOTEMPTY, or the
-    /// name changed meanwhile).
-    pub fn unmark_removing(&self, dir: u64) -> Result<()> {
-        self.sentinel(&self.st.sentinel_clear, dir).map(drop)
-    }
-
-    /// Makes the sentinel of a directory whose name is gone permanent: no
-    /// entry is ever written into it again. `also` goes in the same round
-    /// trip.
-    pub fn seal_removed(&self, dir: u64, also: Vec<Write>) -> Result<()> {
-        let v = (self.owner, self.env.clone(), dir as i64, Vec::<u8>::new());
-        self.exec_with(&self.st.sentinel_seal, v, also, Touched::none())
-            .map(drop)
-    }
-
-    fn sentinel(&self, ps: &PreparedStatement, dir: u64) -> Result<bool> {
-        let v = (self.owner, &self.env, dir as i64, Vec::<u8>::new());
-        Ok(first_bool(self.exec(ps, v)?))
     }
 
     /// Takes the volume's lease for moving directories between parents
@@ -903,19 +638,27 @@ impl Store {
     /// The statements and values of writes, each statement prepared, with
     /// the change feed's event of what they and `touched` touch (when this
     /// store publishes changes and something visible changes).
-    fn prepare_writes(
+    /// Also returns the directories and generations of the entries written.
+    pub(super) fn prepare_writes(
         &self,
         writes: &[Write],
         mut touched: Touched,
-    ) -> Result<Vec<(PreparedStatement, Cql)>> {
+    ) -> Result<(Vec<(PreparedStatement, Cql)>, Vec<(u64, i64)>)> {
         let mut out = Vec::with_capacity(writes.len() + 1);
+        let mut used: Vec<(u64, i64)> = Vec::new();
+        for dir in writes.iter().filter_map(Write::entry_dir) {
+            if !used.iter().any(|(d, _)| *d == dir) {
+                used.push((dir, self.gen_of(dir)?));
+            }
+        }
+        let gen = |dir: u64| used.iter().find(|(d, _)| *d == dir).map_or(0, |(_, g)| *g);
         let event = self.origin.as_deref().and_then(|origin| {
             writes.iter().for_each(|w| touched.add(w));
             let visible = !touched.is_empty();
             visible.then(|| Write::Event(touched.into_event(origin, now_ns())))
         });
         for w in writes.iter().chain(event.as_ref()) {
-            let cql = w.to_cql(&self.ks, self.owner, &self.env);
+            let cql = w.to_cql(&self.ks, self.owner, &self.env, &gen);
             let known = self.prepared.lock().get(&cql.0).cloned();
             let ps = match known {
                 Some(ps) => ps,
@@ -927,21 +670,22 @@ impl Store {
             };
             out.push((ps, cql));
         }
-        Ok(out)
+        Ok((out, used))
     }
 
     /// Runs independent writes concurrently: one round trip for all of them.
     /// Each either happened or the call fails (some may have happened).
     pub fn apply(&self, writes: Vec<Write>) -> Result<()> {
-        let jobs = self.prepare_writes(&writes, Touched::none())?;
+        let (jobs, used) = self.prepare_writes(&writes, Touched::none())?;
         let s = self.conn.session();
-        self.conn.run(jobs.len() as u64, run_parallel(s, jobs))
+        self.conn.run(jobs.len() as u64, run_parallel(s, jobs))?;
+        self.entries_landed(&writes, &used)
     }
 
     /// Applies writes as one logged batch: once Cassandra accepted it, all
     /// of them happen, even if this process dies at once (one round trip).
     pub fn apply_atomic(&self, writes: Vec<Write>) -> Result<()> {
-        let jobs = self.prepare_writes(&writes, Touched::none())?;
+        let (jobs, used) = self.prepare_writes(&writes, Touched::none())?;
         let mut batch = Batch::new(BatchType::Logged);
         let mut values = Vec::with_capacity(jobs.len());
         for (ps, (_, v)) in jobs {
@@ -952,7 +696,8 @@ impl Store {
         self.conn.run(1, async move {
             s.batch(&batch, values).await.map_err(StoreError::request)?;
             Ok(())
-        })
+        })?;
+        self.entries_landed(&writes, &used)
     }
 
     /// Stores blocks (idempotent: a block is named by its content).
@@ -1056,7 +801,7 @@ impl Store {
 }
 
 /// The rows of a result, untyped (none for a result without rows).
-fn result_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<Row>> {
+pub(super) fn result_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<Row>> {
     if !res.is_rows() {
         return Ok(Vec::new());
     }
@@ -1071,7 +816,7 @@ fn result_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<R
 
 /// Awaits a conditional write and other writes together: whether the
 /// condition applied, or the first failure.
-async fn applied_with<E: std::fmt::Display>(
+pub(super) async fn applied_with<E: std::fmt::Display>(
     lwt: impl Future<Output = std::result::Result<scylla::response::query_result::QueryResult, E>>,
     also: impl Future<Output = Result<()>>,
 ) -> Result<bool> {
@@ -1081,7 +826,10 @@ async fn applied_with<E: std::fmt::Display>(
 }
 
 /// Runs prepared writes concurrently; fails if any failed.
-async fn run_parallel(s: Arc<Session>, jobs: Vec<(PreparedStatement, Cql)>) -> Result<()> {
+pub(super) async fn run_parallel(
+    s: Arc<Session>,
+    jobs: Vec<(PreparedStatement, Cql)>,
+) -> Result<()> {
     let mut set = tokio::task::JoinSet::new();
     for (ps, (_, values)) in jobs {
         let s = s.clone();
@@ -1094,30 +842,14 @@ async fn run_parallel(s: Arc<Session>, jobs: Vec<(PreparedStatement, Cql)>) -> R
     Ok(())
 }
 
-/// The (name, ino, kind) rows of a dentry listing.
-fn dentry_rows(res: scylla::response::query_result::QueryResult) -> Result<Vec<RawDentry>> {
-    let rows = res.into_rows_result().map_err(StoreError::request)?;
-    let rows = rows
-        .rows::<(Vec<u8>, Option<i64>, Option<i32>, Option<Vec<u8>>)>()
-        .map_err(StoreError::request)?;
-    let mut out = Vec::new();
-    for r in rows {
-        let (name, ino, kind, moving) = r.map_err(StoreError::request)?;
-        // The empty name is the directory's removal sentinel, not an entry.
-        if let (false, Some(ino), Some(kind)) = (name.is_empty(), ino, kind) {
-            out.push((dentry_from_row((name, ino, kind))?, moving));
-        }
-    }
-    Ok(out)
-}
-
-async fn fetch_inode(
+/// An inode and, for a directory, the generation of its entries.
+pub(super) async fn fetch_inode(
     s: &Session,
     ps: &PreparedStatement,
     owner: i64,
     env: &str,
     ino: u64,
-) -> Result<Option<Inode>> {
+) -> Result<Option<(Inode, i64)>> {
     let res = s
         .execute_unpaged(ps, (owner, env, ino as i64))
         .await
@@ -1126,27 +858,11 @@ async fn fetch_inode(
     let row = rows
         .maybe_first_row::<InodeRow>()
         .map_err(StoreError::request)?;
-    Ok(row.map(|r| r.into_inode(ino)).transpose()?.flatten())
-}
-
-async fn fetch_dentry(
-    s: &Session,
-    ps: &PreparedStatement,
-    owner: i64,
-    env: &str,
-    parent: u64,
-    name: &[u8],
-) -> Result<Option<RawDentry>> {
-    let res = s
-        .execute_unpaged(ps, (owner, env, parent as i64, name))
-        .await
-        .map_err(StoreError::request)?;
-    let rows = res.into_rows_result().map_err(StoreError::request)?;
-    let row = rows
-        .maybe_first_row::<(i64, i32, Option<Vec<u8>>)>()
-        .map_err(StoreError::request)?;
-    row.map(|(ino, kind, moving)| Ok((dentry_from_row((name.to_vec(), ino, kind))?, moving)))
-        .transpose()
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let gen = row.gen();
+    Ok(row.into_inode(ino)?.map(|i| (i, gen)))
 }
 
 /// Lower-case hex of a hash, for messages.

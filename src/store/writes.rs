@@ -90,7 +90,8 @@ pub enum Write {
     /// Changes some columns of an inode.
     Update(u64, Change),
     PutDentry(u64, Dentry),
-    DeleteDentry(u64, Vec<u8>),
+    /// Removes an entry (parent, name) that names an inode.
+    DeleteDentry(u64, Vec<u8>, u64),
     /// Clears the record of a finished rename on an entry.
     ClearMoving(u64, Vec<u8>),
     /// Journals a rename to a new name (id, new parent, new name).
@@ -142,7 +143,18 @@ fn blob(v: &[u8]) -> Option<CqlValue> {
 impl Write {
     /// The statement and values of this write in keyspace `ks`, volume
     /// (`owner`, `env`).
-    pub(super) fn to_cql(&self, ks: &str, owner: i64, env: &str) -> Cql {
+    /// The directory whose entries this write changes, if any.
+    pub(super) fn entry_dir(&self) -> Option<u64> {
+        match self {
+            Write::PutDentry(p, _) | Write::DeleteDentry(p, ..) | Write::ClearMoving(p, _) => {
+                Some(*p)
+            }
+            _ => None,
+        }
+    }
+
+    /// The statement and its values; `gen` gives a directory's generation.
+    pub(super) fn to_cql(&self, ks: &str, owner: i64, env: &str, gen: &dyn Fn(u64) -> i64) -> Cql {
         let key = vec![
             Some(CqlValue::BigInt(owner)),
             Some(CqlValue::Text(env.into())),
@@ -184,12 +196,18 @@ impl Write {
             Write::Update(ino, c) => update_inode(ks, key, *ino, c),
             Write::PutDentry(parent, d) => (
                 format!(
-                    "INSERT INTO {ks}.dentries (owner, environment, parent, name, ino, kind) \
-                     VALUES (?, ?, ?, ?, ?, ?)"
+                    "INSERT INTO {ks}.dir_entries (owner, environment, parent, gen, name, ino, kind, \
+                     moving_from) VALUES (?, ?, ?, ?, ?, ?, ?, 0x)"
                 ),
                 [
                     key,
-                    vec![big(*parent), blob(&d.name), big(d.ino), int(d.kind as u32)],
+                    vec![
+                        big(*parent),
+                        Some(CqlValue::BigInt(gen(*parent))),
+                        blob(&d.name),
+                        big(d.ino),
+                        int(d.kind as u32),
+                    ],
                 ]
                 .concat(),
             ),
@@ -225,19 +243,20 @@ impl Write {
                 format!("DELETE FROM {ks}.renames WHERE owner = ? AND environment = ? AND id = ?"),
                 [key, vec![Some(CqlValue::BigInt(*id))]].concat(),
             ),
+            // Cleared to empty, not null: a null is a tombstone.
             Write::ClearMoving(parent, name) => (
                 format!(
-                    "UPDATE {ks}.dentries SET moving_from = null WHERE owner = ? \
-                     AND environment = ? AND parent = ? AND name = ?"
+                    "UPDATE {ks}.dir_entries SET moving_from = 0x WHERE owner = ? \
+                     AND environment = ? AND parent = ? AND gen = ? AND name = ?"
                 ),
-                [key, vec![big(*parent), blob(name)]].concat(),
+                [key, vec![big(*parent), Some(CqlValue::BigInt(gen(*parent))), blob(name)]].concat(),
             ),
-            Write::DeleteDentry(parent, name) => (
+            Write::DeleteDentry(parent, name, _) => (
                 format!(
-                    "DELETE FROM {ks}.dentries WHERE owner = ? AND environment = ? \
-                     AND parent = ? AND name = ?"
+                    "DELETE FROM {ks}.dir_entries WHERE owner = ? AND environment = ? \
+                     AND parent = ? AND gen = ? AND name = ?"
                 ),
-                [key, vec![big(*parent), blob(name)]].concat(),
+                [key, vec![big(*parent), Some(CqlValue::BigInt(gen(*parent))), blob(name)]].concat(),
             ),
         }
     }
@@ -346,7 +365,7 @@ mod tests {
     #[test]
     fn updates_name_only_their_columns() {
         let c = Change::times(5).with_subdirs(SetOp::Add(9));
-        let (cql, values) = Write::Update(3, c).to_cql("ks", 1, "e");
+        let (cql, values) = Write::Update(3, c).to_cql("ks", 1, "e", &|_| 0);
         assert_eq!(
             cql,
             "UPDATE ks.inodes SET mtime_ns = ?, ctime_ns = ?, subdirs = subdirs + ? \

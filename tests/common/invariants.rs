@@ -535,16 +535,18 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
     let filter = format!("WHERE owner = {owner} AND environment = '{environment}' ALLOW FILTERING");
     let dentries = cql
         .select(&format!(
-            "SELECT parent, name, ino, kind, TTL(ino) FROM {keyspace}.dentries {filter}"
+            "SELECT parent, name, ino, kind, TTL(ino), gen FROM {keyspace}.dir_entries {filter}"
         ))
         .unwrap_or_else(|e| panic!("rows_report: {e}"));
     let inodes = cql
         .select(&format!(
-            "SELECT ino, kind, parent FROM {keyspace}.inodes {filter}"
+            "SELECT ino, kind, parent, gen FROM {keyspace}.inodes {filter}"
         ))
         .unwrap_or_else(|e| panic!("rows_report: {e}"));
     // ino -> (kind, parent) for rows with a kind.
     let mut live: HashMap<i64, (i64, Option<i64>)> = HashMap::new();
+    // directory -> the generation its entries are in (see cql/cassfs.cql)
+    let mut gens: HashMap<i64, i64> = HashMap::new();
     for row in &inodes {
         let (Some(ino), kind) = (int_of(&row[0]), int_of(&row[1])) else {
             r.problems.push(format!("inode row without ino: {row:?}"));
@@ -552,9 +554,21 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
         };
         if let Some(kind) = kind {
             live.insert(ino, (kind, int_of(&row[2])));
+            gens.insert(ino, int_of(&row[3]).unwrap_or(0));
         }
     }
     r.inodes = live.len();
+    // Only the current generation of a live directory holds its entries;
+    // older ones keep a frozen sentinel (and rows a roll left to drop).
+    let dentries: Vec<_> = dentries
+        .into_iter()
+        .filter(
+            |row| match (int_of(&row[0]), gens.get(&int_of(&row[0]).unwrap_or(-9))) {
+                (Some(_), Some(g)) => int_of(&row[5]).unwrap_or(0) == *g,
+                _ => true,
+            },
+        )
+        .collect();
     r.dentries = dentries.len();
     let mut entries: Vec<(i64, Vec<u8>, i64, Option<i64>)> = Vec::new();
     // directory -> TTL of its sentinel's ino
@@ -567,6 +581,8 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
                 }
                 entries.push((parent, name, ino, int_of(&row[3])))
             }
+            // A live sentinel that carries only its generation's roll_at.
+            (Some(_), Some(name), None) if name.is_empty() => {}
             _ => r
                 .problems
                 .push(format!("dentry row without parent, name or ino: {row:?}")),

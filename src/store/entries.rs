@@ -1,0 +1,442 @@
+//! Directory entries: the names of a directory in the `dir_entries` table, each
+//! call aimed at the directory's current generation (`store/generations.rs`).
+//!
+//! Creates, replaces and removals of names are conditional batches with the
+//! generation's sentinel (the entry with the empty name), so that none lands
+//! in a directory being removed or in a generation that was rolled; reads
+//! return the sentinel beside the rows, so a frozen generation is noticed
+//! and the read repeated in the next one.
+
+use scylla::response::{PagingState, PagingStateResponse};
+use scylla::serialize::row::SerializeRow;
+use scylla::statement::batch::{Batch, BatchType};
+use scylla::statement::prepared::PreparedStatement;
+
+use super::changes::Touched;
+use super::generations::{Attempt, FROZEN};
+use super::moves::RawDentry;
+use super::records::dentry_from_row;
+use super::session::{first_bool, result_rows, Conn, Store, REMOVAL_MARK_TTL, SMALL_DIR};
+use super::writes::Write;
+use super::{Dentry, Inode, Result, StoreError};
+
+/// The statements on `dir_entries` of one store.
+pub(super) struct EntryStatements {
+    /// The sentinel and one name.
+    get: PreparedStatement,
+    list: PreparedStatement,
+    /// The sentinel and at most one entry.
+    first: PreparedStatement,
+    small: PreparedStatement,
+    create: PreparedStatement,
+    replace: PreparedStatement,
+    remove: PreparedStatement,
+    /// Batch guards: the sentinel is live / is not frozen.
+    live: PreparedStatement,
+    unfrozen: PreparedStatement,
+    mark: PreparedStatement,
+    seal: PreparedStatement,
+    clear: PreparedStatement,
+}
+
+/// The sentinel's `ino` (None: live) and the entries of some rows.
+type Rows = (Option<i64>, Vec<RawDentry>);
+
+impl EntryStatements {
+    pub(super) fn prepare(c: &Conn, ks: &str) -> Result<EntryStatements> {
+        let key = "owner = ? AND environment = ? AND parent = ? AND gen = ?";
+        let cols = "name, ino, kind, moving_from";
+        let p = |q: String| c.prepare(q);
+        let sentinel = |cond: &str| {
+            format!("UPDATE {ks}.dir_entries SET kind = null WHERE {key} AND name = ? IF {cond}")
+        };
+        Ok(EntryStatements {
+            get: p(format!(
+                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} AND name IN (?, ?)"
+            ))?,
+            list: p(format!("SELECT {cols} FROM {ks}.dir_entries WHERE {key}"))?,
+            first: p(format!(
+                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} LIMIT 2"
+            ))?,
+            small: p(format!(
+                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} LIMIT {}",
+                SMALL_DIR + 2
+            ))?,
+            create: p(format!(
+                "INSERT INTO {ks}.dir_entries (owner, environment, parent, gen, name, ino, kind, \
+                 moving_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
+            ))?,
+            replace: p(format!(
+                "UPDATE {ks}.dir_entries SET ino = ?, kind = ?, moving_from = ? \
+                 WHERE {key} AND name = ? IF ino = ?"
+            ))?,
+            remove: p(format!(
+                "DELETE FROM {ks}.dir_entries WHERE {key} AND name = ? IF ino = ?"
+            ))?,
+            live: p(sentinel("ino = null"))?,
+            unfrozen: p(sentinel("ino IN (null, -1)"))?,
+            mark: p(format!(
+                "UPDATE {ks}.dir_entries USING TTL {REMOVAL_MARK_TTL} SET ino = -1 \
+                 WHERE {key} AND name = ? IF ino = null"
+            ))?,
+            seal: p(format!(
+                "UPDATE {ks}.dir_entries SET ino = -1 WHERE {key} AND name = ? IF ino IN (null, -1)"
+            ))?,
+            clear: p(format!(
+                "UPDATE {ks}.dir_entries SET ino = null WHERE {key} AND name = ? IF ino = -1"
+            ))?,
+        })
+    }
+}
+
+/// Rows of `name, ino, kind, moving_from`: the sentinel's state and the
+/// entries (rows without an inode are not entries: skipped).
+fn split_rows(res: scylla::response::query_result::QueryResult) -> Result<Rows> {
+    let rows = res.into_rows_result().map_err(StoreError::request)?;
+    let rows = rows
+        .rows::<(Vec<u8>, Option<i64>, Option<i32>, Option<Vec<u8>>)>()
+        .map_err(StoreError::request)?;
+    let (mut sentinel, mut out) = (None, Vec::new());
+    for r in rows {
+        let (name, ino, kind, moving) = r.map_err(StoreError::request)?;
+        if name.is_empty() {
+            sentinel = ino;
+        } else if let (Some(ino), Some(kind)) = (ino, kind) {
+            let moving = moving.filter(|m| !m.is_empty());
+            out.push((dentry_from_row((name, ino, kind))?, moving));
+        }
+    }
+    Ok((sentinel, out))
+}
+
+/// What a read found: the rows, and whether the generation was frozen.
+fn attempt<T>((sentinel, rows): (Option<i64>, T)) -> Attempt<T> {
+    if sentinel == Some(FROZEN) {
+        Attempt::Frozen(rows)
+    } else {
+        Attempt::Done(rows)
+    }
+}
+
+impl Store {
+    fn dir_key(&self, dir: u64, gen: i64) -> (i64, String, i64, i64) {
+        (self.owner, self.env.clone(), dir as i64, gen)
+    }
+
+    fn read_rows<V: SerializeRow + Send>(&self, ps: &PreparedStatement, v: V) -> Result<Rows> {
+        let s = self.conn.session();
+        self.conn.run(1, async move {
+            split_rows(
+                s.execute_unpaged(ps, v)
+                    .await
+                    .map_err(StoreError::request)?,
+            )
+        })
+    }
+
+    pub fn get_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<Dentry>> {
+        let raw = self.get_raw_dentry(parent, name)?;
+        self.settle_one(parent, raw)
+    }
+
+    /// An entry as stored, with the source of an unfinished rename.
+    pub(super) fn get_raw_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<RawDentry>> {
+        self.in_dir(parent, false, |gen| {
+            let (k0, k1, k2, k3) = self.dir_key(parent, gen);
+            let v = (k0, k1, k2, k3, Vec::<u8>::new(), name.to_vec());
+            let (sentinel, mut rows) = self.read_rows(&self.est.get, v)?;
+            Ok(attempt((sentinel, rows.pop())))
+        })
+    }
+
+    /// An entry and its inode. With a `guess` of the inode number (from a
+    /// cache) both are read at once: one round trip when the guess is right.
+    pub fn get_dentry_and_inode(
+        &self,
+        parent: u64,
+        name: &[u8],
+        guess: Option<u64>,
+    ) -> Result<(Option<Dentry>, Option<Inode>)> {
+        let gen = self.gen_of(parent)?;
+        let got = match guess {
+            Some(guess) => {
+                let (k0, k1, k2, k3) = self.dir_key(parent, gen);
+                let v = (k0, k1, k2, k3, Vec::<u8>::new(), name.to_vec());
+                let s = self.conn.session();
+                let (pd, pi) = (&self.est.get, &self.st.get_inode);
+                let (owner, env) = (self.owner, self.env.as_str());
+                let (d, i) = self.conn.run(2, async {
+                    let (d, i) = tokio::join!(
+                        async {
+                            split_rows(
+                                s.execute_unpaged(pd, v)
+                                    .await
+                                    .map_err(StoreError::request)?,
+                            )
+                        },
+                        super::session::fetch_inode(&s, pi, owner, env, guess)
+                    );
+                    Ok((d?, i?))
+                })?;
+                let i = i.map(|(inode, g)| self.noted(inode, g));
+                Some((d, i))
+            }
+            None => None,
+        };
+        let (d, i) = match got {
+            Some(((sentinel, mut rows), i)) if sentinel != Some(FROZEN) => {
+                (self.settle_one(parent, rows.pop())?, i)
+            }
+            _ => (self.get_dentry(parent, name)?, None),
+        };
+        match (&d, guess) {
+            (Some(d), Some(g)) if d.ino == g => Ok((Some(d.clone()), i)),
+            (Some(d), _) => Ok((Some(d.clone()), self.get_inode(d.ino)?)),
+            (None, _) => Ok((None, None)),
+        }
+    }
+
+    /// Every entry of a directory, read page by page. An error is an error,
+    /// never an empty listing.
+    pub fn list_dir(&self, parent: u64) -> Result<Vec<Dentry>> {
+        let rows = self.in_dir(parent, false, |gen| {
+            Ok(attempt(self.rows_of_gen(parent, gen)?))
+        })?;
+        self.settle(parent, rows)
+    }
+
+    /// Every row of one generation of a directory, read page by page.
+    pub(super) fn rows_of_gen(&self, dir: u64, gen: i64) -> Result<Rows> {
+        let (mut sentinel, mut all) = (None, Vec::new());
+        let mut paging = PagingState::start();
+        loop {
+            let s = self.conn.session();
+            let ps = &self.est.list;
+            let key = self.dir_key(dir, gen);
+            let state = paging.clone();
+            let (rows, next) = self.conn.run(1, async move {
+                let (res, next) = s
+                    .execute_single_page(ps, key, state)
+                    .await
+                    .map_err(StoreError::request)?;
+                Ok((split_rows(res)?, next))
+            })?;
+            sentinel = sentinel.or(rows.0);
+            all.extend(rows.1);
+            match next {
+                PagingStateResponse::HasMorePages { state } => paging = state,
+                PagingStateResponse::NoMorePages => return Ok((sentinel, all)),
+            }
+        }
+    }
+
+    /// Every entry of a directory in one request, or `None` when it has
+    /// more than [`SMALL_DIR`] entries.
+    pub fn list_small_dir(&self, parent: u64) -> Result<Option<Vec<Dentry>>> {
+        let rows = self.in_dir(parent, false, |gen| {
+            Ok(attempt(
+                self.read_rows(&self.est.small, self.dir_key(parent, gen))?,
+            ))
+        })?;
+        if rows.len() > SMALL_DIR {
+            return Ok(None);
+        }
+        self.settle(parent, rows).map(Some)
+    }
+
+    /// Whether a directory has any entry.
+    pub fn dir_has_entries(&self, parent: u64) -> Result<bool> {
+        self.in_dir(parent, false, |gen| {
+            let (sentinel, rows) = self.read_rows(&self.est.first, self.dir_key(parent, gen))?;
+            Ok(attempt((sentinel, !rows.is_empty())))
+        })
+    }
+
+    /// Writes an entry, whatever was there (no condition).
+    pub fn put_dentry(&self, parent: u64, d: &Dentry) -> Result<()> {
+        self.apply(vec![Write::PutDentry(parent, d.clone())])
+    }
+
+    /// Removes an entry naming `ino` (no condition).
+    pub fn delete_dentry(&self, parent: u64, name: &[u8], ino: u64) -> Result<()> {
+        self.apply(vec![Write::DeleteDentry(parent, name.to_vec(), ino)])
+    }
+
+    /// Creates a name unless it exists, as one conditional write decided by
+    /// Cassandra (not by a cache), with `also` applied in the same round
+    /// trip whatever the outcome: true when this call created the name.
+    pub fn create_dentry(&self, parent: u64, d: &Dentry, also: Vec<Write>) -> Result<bool> {
+        self.create_dentry_from(parent, d, None, also)
+    }
+
+    /// Like [`Store::create_dentry`], for a rename to a new name: the entry
+    /// records its source (a [`name_key`](super::name_key)) until the rename's
+    /// batch clears it, so a rename interrupted between the two is finished
+    /// by whoever reads the entry next (`store/moves.rs`).
+    pub fn create_dentry_from(
+        &self,
+        parent: u64,
+        d: &Dentry,
+        moving_from: Option<Vec<u8>>,
+        also: Vec<Write>,
+    ) -> Result<bool> {
+        let moving = moving_from.unwrap_or_default();
+        let t = Touched::name(parent, &d.name);
+        self.conditional_entry(parent, &self.est.create, &self.est.live, also, t, |gen| {
+            let (k0, k1, k2, k3) = self.dir_key(parent, gen);
+            let (ino, kind) = (d.ino as i64, d.kind as i32);
+            (k0, k1, k2, k3, d.name.clone(), ino, kind, moving.clone())
+        })
+    }
+
+    /// Points an existing name at `d.ino` only if it still names `old`
+    /// (a conditional write), recording the rename's source like
+    /// [`Store::create_dentry_from`]: true when replaced.
+    pub fn replace_dentry_from(
+        &self,
+        parent: u64,
+        d: &Dentry,
+        old: u64,
+        moving_from: Option<Vec<u8>>,
+        also: Vec<Write>,
+    ) -> Result<bool> {
+        let moving = moving_from.unwrap_or_default();
+        let t = Touched::name(parent, &d.name);
+        self.conditional_entry(parent, &self.est.replace, &self.est.live, also, t, |gen| {
+            let (k0, k1, k2, k3) = self.dir_key(parent, gen);
+            let (ino, kind) = (d.ino as i64, d.kind as i32);
+            (
+                ino,
+                kind,
+                moving.clone(),
+                k0,
+                k1,
+                k2,
+                k3,
+                d.name.clone(),
+                old as i64,
+            )
+        })
+    }
+
+    /// Removes a name only if it still names inode `ino` (a conditional
+    /// write: a name another host replaced meanwhile is left alone), with
+    /// `also` applied in the same round trip: true when removed.
+    pub fn remove_dentry(
+        &self,
+        parent: u64,
+        name: &[u8],
+        ino: u64,
+        also: Vec<Write>,
+    ) -> Result<bool> {
+        let t = Touched::name(parent, name);
+        let removed = self.conditional_entry(
+            parent,
+            &self.est.remove,
+            &self.est.unfrozen,
+            also,
+            t,
+            |gen| {
+                let (k0, k1, k2, k3) = self.dir_key(parent, gen);
+                (k0, k1, k2, k3, name.to_vec(), ino as i64)
+            },
+        )?;
+        if removed {
+            self.note_removal(parent);
+        }
+        Ok(removed)
+    }
+
+    /// One conditional write of an entry of `dir`, made one conditional
+    /// batch with `guard` on the generation's sentinel, and `also` (with
+    /// the change feed's event) in the same round trip whatever the
+    /// outcome. A write refused because the generation was frozen is made
+    /// again in the next one: true when the write applied.
+    fn conditional_entry<V: SerializeRow + Send>(
+        &self,
+        dir: u64,
+        ps: &PreparedStatement,
+        guard: &PreparedStatement,
+        also: Vec<Write>,
+        touched: Touched,
+        values: impl Fn(i64) -> V,
+    ) -> Result<bool> {
+        let (jobs, _) = self.prepare_writes(&also, touched)?;
+        let mut jobs = Some(jobs);
+        let mut batch = Batch::new(BatchType::Logged);
+        batch.append_statement(ps.clone());
+        batch.append_statement(guard.clone());
+        self.in_dir(dir, true, |gen| {
+            let jobs = jobs.take().unwrap_or_default();
+            let (k0, k1, k2, k3) = self.dir_key(dir, gen);
+            let sentinel = (k0, k1, k2, k3, Vec::<u8>::new());
+            let v = (values(gen), sentinel);
+            let s = self.conn.session();
+            let batch = &batch;
+            let applied = self.conn.run(2 + jobs.len() as u64, async move {
+                let also = super::session::run_parallel(s.clone(), jobs);
+                super::session::applied_with(s.batch(batch, v), also).await
+            })?;
+            if applied {
+                return Ok(Attempt::Done(true));
+            }
+            let frozen = self.sentinel_of(dir, gen)?.ino == Some(FROZEN);
+            Ok(if frozen {
+                Attempt::Frozen(false)
+            } else {
+                Attempt::Done(false)
+            })
+        })
+    }
+
+    /// Sets a directory's removal sentinel for an rmdir under way, a
+    /// conditional write: false if another rmdir holds it already. The
+    /// mark expires after [`REMOVAL_MARK_TTL`] seconds, so that an rmdir
+    /// killed before it ends leaves the directory writable again.
+    pub fn mark_removing(&self, dir: u64) -> Result<bool> {
+        self.in_dir(dir, true, |gen| {
+            if self.sentinel(&self.est.mark, dir, gen)? {
+                return Ok(Attempt::Done(true));
+            }
+            let frozen = self.sentinel_of(dir, gen)?.ino == Some(FROZEN);
+            Ok(if frozen {
+                Attempt::Frozen(false)
+            } else {
+                Attempt::Done(false)
+            })
+        })
+    }
+
+    /// Clears the mark of an rmdir that removes nothing (ENOTEMPTY, or the
+    /// name changed meanwhile). A marked generation is never rolled, so the
+    /// mark is in the current one.
+    pub fn unmark_removing(&self, dir: u64) -> Result<()> {
+        let gen = self.gen_of(dir)?;
+        self.sentinel(&self.est.clear, dir, gen).map(drop)
+    }
+
+    /// Makes the sentinel of a directory whose name is gone permanent: no
+    /// entry is ever written into it again. `also` goes in the same round
+    /// trip.
+    pub fn seal_removed(&self, dir: u64, also: Vec<Write>) -> Result<()> {
+        let gen = self.gen_of(dir)?;
+        let (k0, k1, k2, k3) = self.dir_key(dir, gen);
+        let v = (k0, k1, k2, k3, Vec::<u8>::new());
+        self.exec_with(&self.est.seal, v, also, Touched::none())
+            .map(drop)
+    }
+
+    fn sentinel(&self, ps: &PreparedStatement, dir: u64, gen: i64) -> Result<bool> {
+        let (k0, k1, k2, k3) = self.dir_key(dir, gen);
+        let s = self.conn.session();
+        let v = (k0, k1, k2, k3, Vec::<u8>::new());
+        let rows = self.conn.run(1, async move {
+            result_rows(
+                s.execute_unpaged(ps, v)
+                    .await
+                    .map_err(StoreError::request)?,
+            )
+        })?;
+        Ok(first_bool(rows))
+    }
+}

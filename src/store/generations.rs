@@ -1,0 +1,389 @@
+//! Directory generations: what keeps a directory listable whatever was
+//! created and deleted in it before (the design is in `cql/cassfs.cql`,
+//! table `dir_entries`).
+//!
+//! This module owns which generation each directory's entries are in (a
+//! map kept from inode reads, corrected whenever a generation turns out
+//! frozen), the count of removals per directory (`churn`), and rolling a
+//! directory to a new generation when its current one has collected too
+//! many tombstones: freeze, copy the live entries, move the directory on,
+//! drop the old entries with one range tombstone. Every step of a roll is
+//! idempotent, so a mount that finds a roll left unfinished (its mount
+//! died) for [`TAKEOVER`] finishes it.
+
+use std::collections::HashMap;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use scylla::statement::prepared::PreparedStatement;
+use scylla::value::CqlValue;
+
+use super::session::{result_rows, Conn, Store, PARALLEL};
+use super::writes::Write;
+use super::{Kind, Result, StoreError};
+
+/// The sentinel's `ino` in a generation that was rolled.
+pub(super) const FROZEN: i64 = -2;
+/// Removals after which a generation is rolled (plus half its live entries
+/// at its start: a big directory is copied only after as many removals).
+pub const ROLL_AFTER: i64 = 1000;
+/// Each mount adds its removals in a directory to `churn` this many at a time.
+const FLUSH_EVERY: u32 = 64;
+/// How long a frozen generation may stay current before another mount
+/// finishes its roll.
+pub const TAKEOVER: Duration = Duration::from_secs(5);
+/// Directories whose generation a store remembers (then it starts over).
+const REMEMBERED: usize = 1 << 16;
+/// Times one call follows a generation to the next before it gives up.
+const FOLLOW: usize = 16;
+
+/// The outcome of one attempt of a call on a directory's generation.
+pub(super) enum Attempt<T> {
+    Done(T),
+    /// The generation was frozen: the value to return should it still be
+    /// current (a read of a roll under way is complete).
+    Frozen(T),
+}
+
+/// A generation's sentinel.
+pub(super) struct Sentinel {
+    pub ino: Option<i64>,
+    roll_at: Option<i64>,
+    /// Write time of `ino`, in microseconds.
+    written_us: Option<i64>,
+}
+
+/// The statements of generations of one store.
+pub(super) struct GenStatements {
+    read_gen: PreparedStatement,
+    sentinel: PreparedStatement,
+    freeze: PreparedStatement,
+    copy: PreparedStatement,
+    roll_at: PreparedStatement,
+    set_gen: PreparedStatement,
+    drop_old: PreparedStatement,
+    churn_add: PreparedStatement,
+    churn_read: PreparedStatement,
+}
+
+impl GenStatements {
+    pub(super) fn prepare(c: &Conn, ks: &str) -> Result<GenStatements> {
+        let vol = "owner = ? AND environment = ?";
+        let key = format!("{vol} AND parent = ? AND gen = ?");
+        let p = |q: String| c.prepare(q);
+        Ok(GenStatements {
+            read_gen: p(format!(
+                "SELECT kind, gen FROM {ks}.inodes WHERE {vol} AND ino = ?"
+            ))?,
+            sentinel: p(format!(
+                "SELECT ino, roll_at, WRITETIME(ino) FROM {ks}.dir_entries WHERE {key} AND name = ?"
+            ))?,
+            freeze: p(format!(
+                "UPDATE {ks}.dir_entries SET ino = {FROZEN} WHERE {key} AND name = ? IF ino = null"
+            ))?,
+            copy: p(format!(
+                "INSERT INTO {ks}.dir_entries (owner, environment, parent, gen, name, ino, kind, \
+                 moving_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
+            ))?,
+            roll_at: p(format!(
+                "UPDATE {ks}.dir_entries USING TIMESTAMP ? SET roll_at = ? WHERE {key} AND name = ?"
+            ))?,
+            set_gen: p(format!(
+                "UPDATE {ks}.inodes USING TIMESTAMP ? SET gen = ? WHERE {vol} AND ino = ?"
+            ))?,
+            drop_old: p(format!(
+                "DELETE FROM {ks}.dir_entries WHERE {key} AND name > ?"
+            ))?,
+            churn_add: p(format!(
+                "UPDATE {ks}.churn SET removed = removed + ? WHERE {vol} AND parent = ?"
+            ))?,
+            churn_read: p(format!(
+                "SELECT removed FROM {ks}.churn WHERE {vol} AND parent = ?"
+            ))?,
+        })
+    }
+}
+
+fn big(v: Option<&CqlValue>) -> Option<i64> {
+    match v {
+        Some(CqlValue::BigInt(n)) | Some(CqlValue::Counter(scylla::value::Counter(n))) => Some(*n),
+        _ => None,
+    }
+}
+
+impl Store {
+    /// The generation of a directory's entries, as this store knows it.
+    pub(super) fn gen_of(&self, dir: u64) -> Result<i64> {
+        if let Some(g) = self.gens.lock().get(&dir) {
+            return Ok(*g);
+        }
+        let g = self.read_gen(dir)?.unwrap_or(0);
+        self.note_gen(dir, g);
+        Ok(g)
+    }
+
+    /// Remembers a directory's generation (read with its inode). Only ever
+    /// forward: a read that raced a roll cannot take a store back.
+    pub(super) fn note_gen(&self, dir: u64, gen: i64) {
+        let mut m = self.gens.lock();
+        if m.len() >= REMEMBERED && !m.contains_key(&dir) {
+            m.clear();
+        }
+        let g = m.entry(dir).or_insert(gen);
+        *g = (*g).max(gen);
+    }
+
+    /// The generation in the directory's inode row (`None`: no such directory).
+    fn read_gen(&self, dir: u64) -> Result<Option<i64>> {
+        let v = (self.owner, self.env.clone(), dir as i64);
+        let rows = self.run_rows(&self.gt.read_gen, v)?;
+        let Some(row) = rows.into_iter().next() else {
+            return Ok(None);
+        };
+        let kind =
+            matches!(row.columns.first(), Some(Some(CqlValue::Int(k))) if *k == Kind::Dir as i32);
+        Ok(kind.then(|| big(row.columns.get(1).and_then(|c| c.as_ref())).unwrap_or(0)))
+    }
+
+    fn run_rows<V>(&self, ps: &PreparedStatement, v: V) -> Result<Vec<scylla::value::Row>>
+    where
+        V: scylla::serialize::row::SerializeRow + Send,
+    {
+        let s = self.conn.session();
+        self.conn.run(1, async move {
+            result_rows(
+                s.execute_unpaged(ps, v)
+                    .await
+                    .map_err(StoreError::request)?,
+            )
+        })
+    }
+
+    pub(super) fn sentinel_of(&self, dir: u64, gen: i64) -> Result<Sentinel> {
+        let v = (
+            self.owner,
+            self.env.clone(),
+            dir as i64,
+            gen,
+            Vec::<u8>::new(),
+        );
+        let rows = self.run_rows(&self.gt.sentinel, v)?;
+        let cols = rows
+            .into_iter()
+            .next()
+            .map(|r| r.columns)
+            .unwrap_or_default();
+        let col = |i: usize| big(cols.get(i).and_then(|c| c.as_ref()));
+        Ok(Sentinel {
+            ino: col(0),
+            roll_at: col(1),
+            written_us: col(2),
+        })
+    }
+
+    /// Runs `attempt` on the directory's generation; when that generation
+    /// turns out frozen, on the next one. `wait`: a write, which must wait
+    /// for a roll under way to end; a read uses the frozen generation while
+    /// it is still current (it is complete).
+    pub(super) fn in_dir<T>(
+        &self,
+        dir: u64,
+        wait: bool,
+        mut attempt: impl FnMut(i64) -> Result<Attempt<T>>,
+    ) -> Result<T> {
+        let mut gen = self.gen_of(dir)?;
+        for _ in 0..FOLLOW {
+            match attempt(gen)? {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Frozen(v) => match self.next_gen(dir, gen, wait)? {
+                    Some(g) => gen = g,
+                    None => return Ok(v),
+                },
+            }
+        }
+        Err(StoreError::Corrupt {
+            table: "dir_entries",
+            reason: format!("directory {dir}: generation {gen} still frozen after {FOLLOW} rolls"),
+        })
+    }
+
+    /// The generation after frozen `seen`, once the directory points at
+    /// it: `None` when it still points at `seen` and `!wait`, or when the
+    /// directory is gone. A write waits for the roll, and after
+    /// [`TAKEOVER`] finishes it.
+    fn next_gen(&self, dir: u64, seen: i64, wait: bool) -> Result<Option<i64>> {
+        let start = Instant::now();
+        loop {
+            match self.read_gen(dir)? {
+                None => return Ok(None),
+                Some(g) if g > seen => {
+                    self.note_gen(dir, g);
+                    return Ok(Some(g));
+                }
+                Some(_) if !wait => return Ok(None),
+                Some(_) if start.elapsed() >= TAKEOVER => self.finish_roll(dir, seen)?,
+                Some(_) => thread::sleep(Duration::from_millis(10)),
+            }
+        }
+    }
+
+    /// Counts a removal in `dir`; every [`FLUSH_EVERY`] removals adds them
+    /// to the directory's `churn` and rolls the directory when it is due.
+    /// Failures are logged: the removal itself has happened.
+    pub(super) fn note_removal(&self, dir: u64) {
+        let flush = {
+            let mut t = self.tally.lock();
+            if t.len() >= REMEMBERED {
+                t.clear();
+            }
+            let n = t.entry(dir).or_insert(0);
+            *n += 1;
+            let full = *n >= FLUSH_EVERY;
+            if full {
+                t.remove(&dir);
+            }
+            full
+        };
+        if flush {
+            if let Err(e) = self.flush_removals(dir, i64::from(FLUSH_EVERY)) {
+                log::warn!("directory {dir}: counting removals: {e}");
+            }
+        }
+    }
+
+    fn flush_removals(&self, dir: u64, n: i64) -> Result<()> {
+        let key = (self.owner, self.env.clone(), dir as i64);
+        let s = self.conn.session();
+        let (k, ps) = (key.clone(), &self.gt.churn_add);
+        self.conn.run(1, async move {
+            let add = scylla::value::Counter(n);
+            s.execute_unpaged(ps, (add, k.0, k.1, k.2))
+                .await
+                .map_err(StoreError::request)?;
+            Ok(())
+        })?;
+        let removed = self.removed_in(dir)?;
+        let gen = self.gen_of(dir)?;
+        let s = self.sentinel_of(dir, gen)?;
+        if s.ino.is_none() && removed >= s.roll_at.unwrap_or(ROLL_AFTER) {
+            self.roll(dir, gen)?;
+        }
+        Ok(())
+    }
+
+    /// Entries ever removed from `dir` (all mounts' flushed counts).
+    fn removed_in(&self, dir: u64) -> Result<i64> {
+        let rows = self.run_rows(
+            &self.gt.churn_read,
+            (self.owner, self.env.clone(), dir as i64),
+        )?;
+        let first = rows
+            .into_iter()
+            .next()
+            .and_then(|r| r.columns.into_iter().next());
+        Ok(big(first.flatten().as_ref()).unwrap_or(0))
+    }
+
+    /// Rolls `dir` from generation `gen` to the next, unless another mount
+    /// is rolling it or an rmdir holds it.
+    pub fn roll(&self, dir: u64, gen: i64) -> Result<()> {
+        let v = (
+            self.owner,
+            self.env.clone(),
+            dir as i64,
+            gen,
+            Vec::<u8>::new(),
+        );
+        if !super::session::first_bool(self.run_rows(&self.gt.freeze, v)?) {
+            return Ok(());
+        }
+        self.finish_roll(dir, gen)
+    }
+
+    /// Copies frozen generation `gen` of `dir` into the next, points the
+    /// directory there and drops the old entries. Idempotent.
+    fn finish_roll(&self, dir: u64, gen: i64) -> Result<()> {
+        let frozen = self.sentinel_of(dir, gen)?;
+        let (Some(FROZEN), Some(ts)) = (frozen.ino, frozen.written_us) else {
+            return Ok(());
+        };
+        let (_, live) = self.rows_of_gen(dir, gen)?;
+        let next = gen + 1;
+        let key = (self.owner, self.env.clone(), dir as i64);
+        for chunk in live.chunks(PARALLEL) {
+            let s = self.conn.session();
+            let (ps, key, chunk) = (self.gt.copy.clone(), key.clone(), chunk.to_vec());
+            self.conn.run(chunk.len() as u64, async move {
+                let mut set = tokio::task::JoinSet::new();
+                for (d, moving) in chunk {
+                    let (s, ps, key) = (s.clone(), ps.clone(), key.clone());
+                    let moving = moving.unwrap_or_default();
+                    set.spawn(async move {
+                        let v = (
+                            key.0,
+                            key.1,
+                            key.2,
+                            next,
+                            d.name,
+                            d.ino as i64,
+                            d.kind as i32,
+                            moving,
+                            ts,
+                        );
+                        s.execute_unpaged(&ps, v).await
+                    });
+                }
+                while let Some(r) = set.join_next().await {
+                    r.map_err(StoreError::request)?
+                        .map_err(StoreError::request)?;
+                }
+                Ok(())
+            })?;
+        }
+        let roll_at = self.removed_in(dir)? + ROLL_AFTER.max(live.len() as i64 / 2);
+        let (k0, k1, k2) = key.clone();
+        self.run_rows(
+            &self.gt.roll_at,
+            (ts, roll_at, k0, k1, k2, next, Vec::<u8>::new()),
+        )?;
+        self.run_rows(
+            &self.gt.set_gen,
+            (ts, next, self.owner, self.env.clone(), dir as i64),
+        )?;
+        self.note_gen(dir, next);
+        let (k0, k1, k2) = key;
+        self.run_rows(&self.gt.drop_old, (k0, k1, k2, gen, Vec::<u8>::new()))?;
+        log::debug!(
+            "directory {dir}: rolled to generation {next} ({} entries)",
+            live.len()
+        );
+        Ok(())
+    }
+
+    /// After unconditional writes of entries (`used`: the directories and
+    /// generations they went to): a generation frozen meanwhile may have
+    /// been copied without them, so they are made again in the next one —
+    /// a removal as a conditional removal of the same inode.
+    pub(super) fn entries_landed(&self, writes: &[Write], used: &[(u64, i64)]) -> Result<()> {
+        let mut moved: HashMap<u64, i64> = HashMap::new();
+        for &(dir, gen) in used {
+            if self.sentinel_of(dir, gen)?.ino == Some(FROZEN) {
+                self.next_gen(dir, gen, true)?;
+                moved.insert(dir, gen);
+            }
+        }
+        for w in writes {
+            match w {
+                Write::DeleteDentry(p, name, ino) if moved.contains_key(p) => {
+                    self.remove_dentry(*p, name, *ino, Vec::new())?;
+                }
+                Write::PutDentry(p, _) | Write::ClearMoving(p, _) if moved.contains_key(p) => {
+                    self.apply(vec![w.clone()])?;
+                }
+                Write::DeleteDentry(p, ..) => self.note_removal(*p),
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+}
