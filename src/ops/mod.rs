@@ -6,13 +6,15 @@
 //! Cassandra (`crate::store`); a failed write is an error, and the caches
 //! only learn what Cassandra accepted.
 //!
-//! Submodules: `names` (entries: create, link, unlink, readdir), `rename`,
+//! Submodules: `names` (entries: create, link, unlink), `listing` (open
+//! directories and their offsets), `rename`,
 //! `file` (open files: buffered writes and whole-file commits), `xattr`.
 //!
 //! Writes change only the columns they mean to change (`store::Change`);
 //! nothing is written back from a cached copy of a row.
 
 mod file;
+mod listing;
 mod names;
 mod prefetch;
 mod rename;
@@ -98,7 +100,7 @@ pub struct Fs {
     next_fh: AtomicU64,
     files: file::OpenFiles,
     outage: Outage,
-    dirs: Mutex<HashMap<u64, Vec<DirEntry>>>,
+    dirs: Mutex<HashMap<u64, listing::DirHandle>>,
     /// Names this mount in leases it takes (host, pid, a random number).
     mount_id: String,
 }

@@ -25,9 +25,11 @@ pub(super) struct EntryStatements {
     /// The sentinel and one name.
     get: PreparedStatement,
     list: PreparedStatement,
-    /// The sentinel and at most one entry.
-    first: PreparedStatement,
     small: PreparedStatement,
+    /// Entries after a name, at most a number of them.
+    page: PreparedStatement,
+    /// The sentinel alone.
+    sentinel: PreparedStatement,
     create: PreparedStatement,
     replace: PreparedStatement,
     remove: PreparedStatement,
@@ -55,12 +57,15 @@ impl EntryStatements {
                 "SELECT {cols} FROM {ks}.dir_entries WHERE {key} AND name IN (?, ?)"
             ))?,
             list: p(format!("SELECT {cols} FROM {ks}.dir_entries WHERE {key}"))?,
-            first: p(format!(
-                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} LIMIT 2"
-            ))?,
             small: p(format!(
                 "SELECT {cols} FROM {ks}.dir_entries WHERE {key} LIMIT {}",
                 SMALL_DIR + 2
+            ))?,
+            page: p(format!(
+                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} AND name > ? LIMIT ?"
+            ))?,
+            sentinel: p(format!(
+                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} AND name = ?"
             ))?,
             create: p(format!(
                 "INSERT INTO {ks}.dir_entries (owner, environment, parent, gen, name, ino, kind, \
@@ -92,21 +97,47 @@ impl EntryStatements {
 /// Rows of `name, ino, kind, moving_from`: the sentinel's state and the
 /// entries (rows without an inode are not entries: skipped).
 fn split_rows(res: scylla::response::query_result::QueryResult) -> Result<Rows> {
+    let p = parse_rows(res)?;
+    Ok((p.sentinel, p.entries))
+}
+
+/// What one read of entry rows returned.
+struct Parsed {
+    sentinel: Option<i64>,
+    entries: Vec<RawDentry>,
+    /// Rows read, entries or not, and the name of the last: a row without
+    /// an inode (a rename's record cleared after its entry went) is not an
+    /// entry, but counts against a LIMIT.
+    rows: usize,
+    last: Option<Vec<u8>>,
+}
+
+fn parse_rows(res: scylla::response::query_result::QueryResult) -> Result<Parsed> {
     let rows = res.into_rows_result().map_err(StoreError::request)?;
     let rows = rows
         .rows::<(Vec<u8>, Option<i64>, Option<i32>, Option<Vec<u8>>)>()
         .map_err(StoreError::request)?;
-    let (mut sentinel, mut out) = (None, Vec::new());
+    let mut p = Parsed {
+        sentinel: None,
+        entries: Vec::new(),
+        rows: 0,
+        last: None,
+    };
     for r in rows {
         let (name, ino, kind, moving) = r.map_err(StoreError::request)?;
+        p.rows += 1;
         if name.is_empty() {
-            sentinel = ino;
-        } else if let (Some(ino), Some(kind)) = (ino, kind) {
+            p.sentinel = ino;
+            continue;
+        }
+        p.last = Some(name.clone());
+        if let (Some(ino), Some(kind)) = (ino, kind) {
             let moving = moving.filter(|m| !m.is_empty());
-            out.push((dentry_from_row((name, ino, kind))?, moving));
+            p.entries
+                .push((dentry_from_row((name, ino, kind))?, moving));
         }
     }
-    Ok((sentinel, out))
+    Ok(p)
 }
 
 /// What a read found: the rows, and whether the generation was frozen.
@@ -233,23 +264,60 @@ impl Store {
     /// Every entry of a directory in one request, or `None` when it has
     /// more than [`SMALL_DIR`] entries.
     pub fn list_small_dir(&self, parent: u64) -> Result<Option<Vec<Dentry>>> {
-        let rows = self.in_dir(parent, false, |gen| {
-            Ok(attempt(
-                self.read_rows(&self.est.small, self.dir_key(parent, gen))?,
-            ))
+        let p = self.in_dir(parent, false, |gen| {
+            let s = self.conn.session();
+            let (ps, v) = (&self.est.small, self.dir_key(parent, gen));
+            let p = self.conn.run(1, async move {
+                parse_rows(
+                    s.execute_unpaged(ps, v)
+                        .await
+                        .map_err(StoreError::request)?,
+                )
+            })?;
+            Ok(attempt((p.sentinel, p)))
         })?;
-        if rows.len() > SMALL_DIR {
+        // A full LIMIT may have cut entries off, whatever it returned.
+        if p.entries.len() > SMALL_DIR || p.rows >= SMALL_DIR + 2 {
             return Ok(None);
         }
-        self.settle(parent, rows).map(Some)
+        self.settle(parent, p.entries).map(Some)
+    }
+
+    /// At most `limit` entries of a directory, in name order, from the
+    /// first name after `after` (from the start for `None`).
+    pub fn list_page(&self, dir: u64, after: Option<&[u8]>, limit: usize) -> Result<Vec<Dentry>> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        let n = i32::try_from(limit).unwrap_or(i32::MAX);
+        let mut after = after.unwrap_or_default().to_vec();
+        let rows = self.in_dir(dir, false, |gen| {
+            // Pages of rows that are not entries are stepped over.
+            loop {
+                let (k0, k1, k2, k3) = self.dir_key(dir, gen);
+                let page = (k0, k1.clone(), k2, k3, after.clone(), n);
+                let sentinel = (k0, k1, k2, k3, Vec::<u8>::new());
+                let s = self.conn.session();
+                let (pp, ps) = (&self.est.page, &self.est.sentinel);
+                let (page, sentinel) = self.conn.run(2, async move {
+                    let (p, st) =
+                        tokio::join!(s.execute_unpaged(pp, page), s.execute_unpaged(ps, sentinel));
+                    let p = parse_rows(p.map_err(StoreError::request)?)?;
+                    let (st, _) = split_rows(st.map_err(StoreError::request)?)?;
+                    Ok((p, st))
+                })?;
+                match page.last {
+                    Some(last) if page.entries.is_empty() && page.rows >= limit => after = last,
+                    _ => return Ok(attempt((sentinel, page.entries))),
+                }
+            }
+        })?;
+        self.settle(dir, rows)
     }
 
     /// Whether a directory has any entry.
     pub fn dir_has_entries(&self, parent: u64) -> Result<bool> {
-        self.in_dir(parent, false, |gen| {
-            let (sentinel, rows) = self.read_rows(&self.est.first, self.dir_key(parent, gen))?;
-            Ok(attempt((sentinel, !rows.is_empty())))
-        })
+        Ok(!self.list_page(parent, None, 16)?.is_empty())
     }
 
     /// Writes an entry, whatever was there (no condition).

@@ -181,6 +181,35 @@ impl Store {
         })
     }
 
+    /// Whether each (directory, generation) is frozen, read in parallel.
+    fn frozen(&self, gens: &[(u64, i64)]) -> Result<Vec<bool>> {
+        if gens.is_empty() {
+            return Ok(Vec::new());
+        }
+        let s = self.conn.session();
+        let ps = self.gt.sentinel.clone();
+        let (owner, env, gens) = (self.owner, self.env.clone(), gens.to_vec());
+        self.conn.run(gens.len() as u64, async move {
+            let mut set = tokio::task::JoinSet::new();
+            for (i, (dir, gen)) in gens.iter().copied().enumerate() {
+                let v = (owner, env.clone(), dir as i64, gen, Vec::<u8>::new());
+                let (s, ps) = (s.clone(), ps.clone());
+                set.spawn(async move { (i, s.execute_unpaged(&ps, v).await) });
+            }
+            let mut out = vec![false; gens.len()];
+            while let Some(r) = set.join_next().await {
+                let (i, r) = r.map_err(StoreError::request)?;
+                let rows = result_rows(r.map_err(StoreError::request)?)?;
+                let first = rows
+                    .into_iter()
+                    .next()
+                    .and_then(|r| r.columns.into_iter().next());
+                out[i] = big(first.flatten().as_ref()) == Some(FROZEN);
+            }
+            Ok(out)
+        })
+    }
+
     /// Runs `attempt` on the directory's generation; when that generation
     /// turns out frozen, on the next one. `wait`: a write, which must wait
     /// for a roll under way to end; a read uses the frozen generation while
@@ -366,8 +395,8 @@ impl Store {
     /// a removal as a conditional removal of the same inode.
     pub(super) fn entries_landed(&self, writes: &[Write], used: &[(u64, i64)]) -> Result<()> {
         let mut moved: HashMap<u64, i64> = HashMap::new();
-        for &(dir, gen) in used {
-            if self.sentinel_of(dir, gen)?.ino == Some(FROZEN) {
+        for (&(dir, gen), frozen) in used.iter().zip(self.frozen(used)?) {
+            if frozen {
                 self.next_gen(dir, gen, true)?;
                 moved.insert(dir, gen);
             }

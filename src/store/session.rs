@@ -276,6 +276,11 @@ impl Statements {
     }
 }
 
+/// A prepared write and its values.
+pub(super) type Job = (PreparedStatement, Cql);
+/// A directory and a generation of its entries.
+pub(super) type DirGen = (u64, i64);
+
 /// A blocking handle on one volume's rows.
 pub struct Store {
     pub(super) conn: Conn,
@@ -643,7 +648,7 @@ impl Store {
         &self,
         writes: &[Write],
         mut touched: Touched,
-    ) -> Result<(Vec<(PreparedStatement, Cql)>, Vec<(u64, i64)>)> {
+    ) -> Result<(Vec<Job>, Vec<DirGen>)> {
         let mut out = Vec::with_capacity(writes.len() + 1);
         let mut used: Vec<(u64, i64)> = Vec::new();
         for dir in writes.iter().filter_map(Write::entry_dir) {

@@ -581,8 +581,10 @@ pub fn rows_report(keyspace: &str, owner: i64, environment: &str) -> RowReport {
                 }
                 entries.push((parent, name, ino, int_of(&row[3])))
             }
-            // A live sentinel that carries only its generation's roll_at.
-            (Some(_), Some(name), None) if name.is_empty() => {}
+            // A live sentinel that carries only its generation's roll_at,
+            // or a rename's record cleared just after its entry went: rows
+            // without an inode are not entries (every reader skips them).
+            (Some(_), Some(_), None) => {}
             _ => r
                 .problems
                 .push(format!("dentry row without parent, name or ino: {row:?}")),

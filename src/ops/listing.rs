@@ -1,0 +1,215 @@
+//! Open directories: what `opendir`/`readdir` hand out, and their offsets.
+//!
+//! A small directory (at most `SMALL_DIR` entries) is read whole when it is
+//! opened: a snapshot, its offsets positions in it, and its listing cached.
+//! A large one is read a page at a time, from the name after the last entry
+//! the kernel took (a name cursor): a handle holds one page, never the
+//! whole listing, and an entry added or removed by another mount while the
+//! listing runs neither repeats nor hides any other entry.
+
+use super::{DirEntry, Fs};
+use crate::error::{FsError, FsResult};
+use crate::store::{Inode, Kind};
+
+/// One open directory.
+pub(super) enum DirHandle {
+    Snapshot(Vec<DirEntry>),
+    Cursor {
+        dir: u64,
+        parent: u64,
+        /// (offset, name) of the entries handed out last (and the one the
+        /// page started after): where the next readdir may resume.
+        window: Vec<(u64, Vec<u8>)>,
+    },
+}
+
+/// Offsets of `.` and `..` in every listing.
+const DOTS: u64 = 2;
+
+fn dots(ino: u64, parent: u64) -> [DirEntry; 2] {
+    [
+        DirEntry {
+            ino,
+            kind: Kind::Dir,
+            name: b".".to_vec(),
+        },
+        DirEntry {
+            ino: parent,
+            kind: Kind::Dir,
+            name: b"..".to_vec(),
+        },
+    ]
+}
+
+impl Fs {
+    /// Opens a directory. Also says whether the listing came from the local
+    /// cache (unchanged as far as this mount knows: the kernel may keep its
+    /// cached copy).
+    pub fn opendir(&self, ino: u64) -> FsResult<(u64, bool)> {
+        let dir = self.load_dir(ino)?;
+        let (handle, cached) = match self.small_listing(ino)? {
+            Some((entries, cached)) => {
+                let mut list = dots(ino, dir.parent).to_vec();
+                list.extend(entries);
+                (DirHandle::Snapshot(list), cached)
+            }
+            None => {
+                let window = Vec::new();
+                let (dir, parent) = (ino, dir.parent);
+                (
+                    DirHandle::Cursor {
+                        dir,
+                        parent,
+                        window,
+                    },
+                    false,
+                )
+            }
+        };
+        let fh = self.new_fh();
+        self.dirs.lock().insert(fh, handle);
+        Ok((fh, cached))
+    }
+
+    /// The whole listing of a small directory (and whether it was cached),
+    /// or `None` for a large one.
+    fn small_listing(&self, ino: u64) -> FsResult<Option<(Vec<DirEntry>, bool)>> {
+        let to_entries = |l: Vec<crate::store::Dentry>| {
+            l.into_iter()
+                .map(|d| DirEntry {
+                    ino: d.ino,
+                    kind: d.kind,
+                    name: d.name,
+                })
+                .collect()
+        };
+        if let Some(l) = self.cache.listing(ino) {
+            return Ok(Some((to_entries(l), true)));
+        }
+        if self.cache.is_large_dir(ino) {
+            return Ok(None);
+        }
+        let stale = || self.cache.stale_listing(ino).map(Some);
+        let read = || self.store.list_small_dir(ino);
+        let Some(l) = self.outage.read(read, stale)? else {
+            self.cache.mark_large_dir(ino);
+            return Ok(None);
+        };
+        let by_name = l.iter().map(|d| (d.name.clone(), d.clone())).collect();
+        self.cache.put_listing(ino, by_name);
+        Ok(Some((to_entries(l), false)))
+    }
+
+    /// Entries from `offset` on, each with the offset of the entry after it
+    /// (offset i means "after the i-th entry").
+    pub fn readdir(&self, fh: u64, offset: u64, max: usize) -> FsResult<Vec<(u64, DirEntry)>> {
+        let (dir, parent, after) = {
+            let dirs = self.dirs.lock();
+            match dirs.get(&fh).ok_or(FsError::BadHandle)? {
+                DirHandle::Snapshot(list) => {
+                    let start = usize::try_from(offset)
+                        .unwrap_or(usize::MAX)
+                        .min(list.len());
+                    return Ok(list[start..]
+                        .iter()
+                        .take(max)
+                        .enumerate()
+                        .map(|(i, e)| ((start + i + 1) as u64, e.clone()))
+                        .collect());
+                }
+                DirHandle::Cursor {
+                    dir,
+                    parent,
+                    window,
+                } => {
+                    let after = window.iter().find(|(o, _)| *o == offset);
+                    (*dir, *parent, after.map(|(_, n)| n.clone()))
+                }
+            }
+        };
+        let mut out: Vec<(u64, DirEntry)> = dots(dir, parent)
+            .into_iter()
+            .enumerate()
+            .map(|(i, e)| (i as u64 + 1, e))
+            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+            .collect();
+        let (mut next, mut after) = (offset.max(DOTS), after);
+        if offset > DOTS && after.is_none() {
+            // An offset this handle did not hand out lately (seekdir):
+            // counted again from the start.
+            (next, after) = self.skip_to(dir, offset - DOTS)?;
+        }
+        let want = max.saturating_sub(out.len());
+        let page = self.store.list_page(dir, after.as_deref(), want)?;
+        let mut window: Vec<(u64, Vec<u8>)> = after.map(|a| (next, a)).into_iter().collect();
+        for d in page {
+            next += 1;
+            window.push((next, d.name.clone()));
+            out.push((
+                next,
+                DirEntry {
+                    ino: d.ino,
+                    kind: d.kind,
+                    name: d.name,
+                },
+            ));
+        }
+        if let Some(DirHandle::Cursor { window: w, .. }) = self.dirs.lock().get_mut(&fh) {
+            *w = window;
+        }
+        Ok(out)
+    }
+
+    /// The offset and name of the `n`-th entry of a large directory.
+    fn skip_to(&self, dir: u64, n: u64) -> FsResult<(u64, Option<Vec<u8>>)> {
+        let (mut at, mut after) = (0u64, None::<Vec<u8>>);
+        while at < n {
+            let want = usize::try_from(n - at).unwrap_or(usize::MAX).min(1024);
+            let page = self.store.list_page(dir, after.as_deref(), want)?;
+            let Some(last) = page.last() else { break };
+            at += page.len() as u64;
+            after = Some(last.name.clone());
+        }
+        Ok((at + DOTS, after))
+    }
+
+    /// Like readdir, with each entry's attributes (read in parallel).
+    pub fn readdirplus(
+        &self,
+        fh: u64,
+        offset: u64,
+        max: usize,
+    ) -> FsResult<Vec<(u64, DirEntry, Inode)>> {
+        let entries = self.readdir(fh, offset, max)?;
+        let mut attrs: Vec<Option<Inode>> = entries
+            .iter()
+            .map(|(_, e)| self.cache.inode(e.ino))
+            .collect();
+        let missing: Vec<u64> = entries
+            .iter()
+            .zip(&attrs)
+            .filter(|(_, a)| a.is_none())
+            .map(|((_, e), _)| e.ino)
+            .collect();
+        let mut fetched = self.store.get_inodes(&missing)?.into_iter();
+        for a in attrs.iter_mut().filter(|a| a.is_none()) {
+            if let Some(Some(i)) = fetched.next() {
+                self.cache.put_inode(&i);
+                *a = Some(i);
+            }
+        }
+        let mut out = Vec::with_capacity(entries.len());
+        for ((off, e), a) in entries.into_iter().zip(attrs) {
+            // An entry whose inode vanished meanwhile is skipped.
+            if let Some(mut i) = a {
+                self.files.overlay(&mut i);
+                out.push((off, e, i));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn releasedir(&self, fh: u64) {
+        self.dirs.lock().remove(&fh);
+    }
+}
