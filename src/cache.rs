@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::store::{now_ns, Content, Dentry, Hash, Inode};
+use crate::store::{now_ns, Content, Dentry, Hash, Inode, SMALL_DIR};
 
 /// At most this many inodes and entries are cached; beyond it, the oldest
 /// half is dropped.
@@ -47,7 +47,7 @@ struct Timed<T> {
 /// The metadata and content caches of one mount.
 pub struct Cache {
     ttl: Duration,
-    inodes: Mutex<HashMap<u64, Timed<Inode>>>,
+    inodes: Mutex<Inodes>,
     /// (parent, name) → entry, or `None` for a name known not to exist.
     dentries: Mutex<HashMap<DentryKey, Timed<Option<Dentry>>>>,
     /// Complete directory listings, kept up to date with the changes this
@@ -67,7 +67,7 @@ impl Cache {
         let cap = usize::try_from(cache_size).unwrap_or(usize::MAX);
         Cache {
             ttl,
-            inodes: Mutex::new(HashMap::new()),
+            inodes: Mutex::new(Inodes::default()),
             dentries: Mutex::new(HashMap::new()),
             listings: Mutex::new(HashMap::new()),
             large_dirs: Mutex::new(HashMap::new()),
@@ -129,7 +129,7 @@ impl Cache {
     /// What is cached of metadata, without forgetting it (to tell the
     /// kernel to drop its copies while this mount keeps serving them).
     pub fn cached_metadata(&self) -> (Vec<(u64, Vec<u8>)>, Vec<u64>) {
-        let inos: Vec<u64> = self.inodes.lock().keys().copied().collect();
+        let inos: Vec<u64> = self.inodes.lock().map.keys().copied().collect();
         let mut entries: Vec<(u64, Vec<u8>)> = self.dentries.lock().keys().cloned().collect();
         for (dir, t) in self.listings.lock().iter() {
             entries.extend(t.value.keys().map(|name| (*dir, name.clone())));
@@ -144,20 +144,21 @@ impl Cache {
     /// A cached inode younger than the TTL.
     pub fn inode(&self, ino: u64) -> Option<Inode> {
         let map = self.inodes.lock();
-        map.get(&ino)
+        map.map
+            .get(&ino)
             .filter(|t| self.fresh(t))
             .map(|t| t.value.clone())
     }
 
     /// A cached inode of any age (for serving while Cassandra is away).
     pub fn stale_inode(&self, ino: u64) -> Option<Inode> {
-        self.inodes.lock().get(&ino).map(|t| t.value.clone())
+        self.inodes.lock().map.get(&ino).map(|t| t.value.clone())
     }
 
     pub fn put_inode(&self, inode: &Inode) {
         let mut map = self.inodes.lock();
-        if map.len() >= MAX_ENTRIES || self.inline_bytes(&map) > self.inline_limit {
-            evict_oldest_half(&mut map);
+        if map.map.len() >= MAX_ENTRIES || map.bytes > self.inline_limit {
+            map.evict_oldest_half();
         }
         map.insert(
             inode.ino,
@@ -168,21 +169,8 @@ impl Cache {
         );
     }
 
-    fn inline_bytes(&self, map: &HashMap<u64, Timed<Inode>>) -> usize {
-        // Counted only when the map is large enough for it to matter.
-        if map.len() < 1024 {
-            return 0;
-        }
-        map.values()
-            .map(|t| match &t.value.content {
-                Content::Inline(d) => d.len(),
-                Content::Blocks(h) => h.len() * 32,
-            })
-            .sum()
-    }
-
     pub fn forget_inode(&self, ino: u64) {
-        self.inodes.lock().remove(&ino);
+        self.inodes.lock().remove(ino);
     }
 
     /// A cached entry younger than the TTL: `Some(None)` is a known miss.
@@ -219,8 +207,12 @@ impl Cache {
     /// Applies a change this mount made to a cached inode, keeping its age
     /// (so a copy is never trusted longer than the TTL).
     pub fn update_inode(&self, ino: u64, f: impl FnOnce(&mut Inode)) {
-        if let Some(t) = self.inodes.lock().get_mut(&ino) {
+        let mut map = self.inodes.lock();
+        if let Some(t) = map.map.get_mut(&ino) {
+            let before = content_bytes(&t.value);
             f(&mut t.value);
+            let after = content_bytes(&t.value);
+            map.bytes = (map.bytes + after).saturating_sub(before);
         }
     }
 
@@ -228,11 +220,23 @@ impl Cache {
     /// in the directory's cached listing.
     pub fn set_dentry(&self, parent: u64, name: &[u8], d: Option<Dentry>) {
         self.put_dentry(parent, name, d.clone());
-        if let Some(t) = self.listings.lock().get_mut(&parent) {
-            match d {
-                Some(d) => t.value.insert(name.to_vec(), d),
-                None => t.value.remove(name),
-            };
+        let mut map = self.listings.lock();
+        let Some(t) = map.get_mut(&parent) else {
+            return;
+        };
+        match d {
+            Some(d) => t.value.insert(name.to_vec(), d),
+            None => t.value.remove(name),
+        };
+        // A listing is kept whole only for a small directory (a large one
+        // is read a page at a time), and only while fresh.
+        let large = t.value.len() > SMALL_DIR;
+        if large || !self.fresh(t) {
+            map.remove(&parent);
+            drop(map);
+            if large {
+                self.mark_large_dir(parent);
+            }
         }
     }
 
@@ -311,6 +315,46 @@ impl Cache {
 
     pub fn put_block(&self, hash: Hash, data: Arc<Vec<u8>>) {
         self.blocks.lock().put(hash, data);
+    }
+}
+
+/// Cached inodes and the bytes of content they hold (inline data, block
+/// lists), kept as a running total so that a bound costs nothing to check.
+#[derive(Default)]
+struct Inodes {
+    map: HashMap<u64, Timed<Inode>>,
+    bytes: usize,
+}
+
+fn content_bytes(i: &Inode) -> usize {
+    match &i.content {
+        Content::Inline(d) => d.len(),
+        Content::Blocks(h) => h.len() * 32,
+    }
+}
+
+impl Inodes {
+    fn insert(&mut self, ino: u64, t: Timed<Inode>) {
+        self.bytes += content_bytes(&t.value);
+        if let Some(old) = self.map.insert(ino, t) {
+            self.bytes = self.bytes.saturating_sub(content_bytes(&old.value));
+        }
+    }
+
+    fn remove(&mut self, ino: u64) {
+        if let Some(old) = self.map.remove(&ino) {
+            self.bytes = self.bytes.saturating_sub(content_bytes(&old.value));
+        }
+    }
+
+    fn clear(&mut self) {
+        self.map.clear();
+        self.bytes = 0;
+    }
+
+    fn evict_oldest_half(&mut self) {
+        evict_oldest_half(&mut self.map);
+        self.bytes = self.map.values().map(|t| content_bytes(&t.value)).sum();
     }
 }
 

@@ -24,8 +24,9 @@ use super::{Kind, Result, StoreError};
 
 /// The sentinel's `ino` in a generation that was rolled.
 pub(super) const FROZEN: i64 = -2;
-/// Removals after which a generation is rolled (plus half its live entries
-/// at its start: a big directory is copied only after as many removals).
+/// Removals after which a generation is rolled, or its live entries when it
+/// has more (a big directory is copied only after as many removals: the
+/// copies cost at most one write per removal).
 pub const ROLL_AFTER: i64 = 1000;
 /// Each mount adds its removals in a directory to `churn` this many at a time.
 const FLUSH_EVERY: u32 = 64;
@@ -102,6 +103,10 @@ impl GenStatements {
             ))?,
         })
     }
+}
+
+fn now_us() -> i64 {
+    super::now_ns() / 1000
 }
 
 fn big(v: Option<&CqlValue>) -> Option<i64> {
@@ -294,10 +299,30 @@ impl Store {
         let removed = self.removed_in(dir)?;
         let gen = self.gen_of(dir)?;
         let s = self.sentinel_of(dir, gen)?;
-        if s.ino.is_none() && removed >= s.roll_at.unwrap_or(ROLL_AFTER) {
-            self.roll(dir, gen)?;
+        if s.ino.is_some() || removed < s.roll_at.unwrap_or(ROLL_AFTER) {
+            return Ok(()); // an rmdir or a roll under way, or not due
         }
-        Ok(())
+        if s.roll_at.is_none() {
+            // A generation no roll started (a directory's first): due
+            // when its removals reach its live entries too.
+            let live = self.rows_of_gen(dir, gen)?.1.len() as i64;
+            if live > removed {
+                let v = (
+                    now_us(),
+                    live,
+                    self.owner,
+                    self.env.clone(),
+                    dir as i64,
+                    gen,
+                );
+                self.run_rows(
+                    &self.gt.roll_at,
+                    (v.0, v.1, v.2, v.3, v.4, v.5, Vec::<u8>::new()),
+                )?;
+                return Ok(());
+            }
+        }
+        self.roll(dir, gen)
     }
 
     /// Entries ever removed from `dir` (all mounts' flushed counts).
@@ -369,7 +394,7 @@ impl Store {
                 Ok(())
             })?;
         }
-        let roll_at = self.removed_in(dir)? + ROLL_AFTER.max(live.len() as i64 / 2);
+        let roll_at = self.removed_in(dir)? + ROLL_AFTER.max(live.len() as i64);
         let (k0, k1, k2) = key.clone();
         self.run_rows(
             &self.gt.roll_at,

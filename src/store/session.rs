@@ -487,6 +487,9 @@ impl Store {
 
     /// Writes every column of a new inode, with the names it has.
     pub fn put_inode(&self, i: &Inode, names: Vec<Vec<u8>>) -> Result<()> {
+        if i.kind == super::Kind::Dir {
+            self.note_gen(i.ino, 0); // a new directory's entries start in generation 0
+        }
         self.apply(vec![Write::PutInode(i.clone(), names)])
     }
 
