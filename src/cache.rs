@@ -20,11 +20,14 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::store::{now_ns, Content, Dentry, Hash, Inode, SMALL_DIR};
+use crate::store::{now_ns, Content, Dentry, Hash, Inode};
 
 /// At most this many inodes and entries are cached; beyond it, the oldest
 /// half is dropped.
 const MAX_ENTRIES: usize = 200_000;
+/// A directory's listing is cached whole while it has at most this many
+/// entries (about 1 MB); past it the directory is read by cursor.
+pub const LISTING_MAX: usize = 10_000;
 
 /// The change feed counts as followed while its last successful poll is at
 /// most this old.
@@ -228,9 +231,9 @@ impl Cache {
             Some(d) => t.value.insert(name.to_vec(), d),
             None => t.value.remove(name),
         };
-        // A listing is kept whole only for a small directory (a large one
-        // is read a page at a time), and only while fresh.
-        let large = t.value.len() > SMALL_DIR;
+        // A listing is kept whole only up to LISTING_MAX entries (a larger
+        // directory is read a page at a time), and only while fresh.
+        let large = t.value.len() > LISTING_MAX;
         if large || !self.fresh(t) {
             map.remove(&parent);
             drop(map);

@@ -115,6 +115,13 @@ struct Outage {
 
 /// After a failure, cached answers are used without asking Cassandra for
 /// this long (so a site does not wait for a timeout on every request).
+/// A directory read whole on a lookup miss also has its inodes read (in
+/// parallel) when it has at most this many entries: a site reading its
+/// files then pays one round trip per directory. A larger one (an uploads
+/// directory) is read without them, so that a lookup's cost stays one
+/// round trip whatever the directory's size.
+const PREFETCH_INODES_MAX: usize = 256;
+
 const OUTAGE_SHORTCUT: Duration = Duration::from_secs(5);
 
 impl Outage {
@@ -389,8 +396,9 @@ impl Fs {
 
     /// On a miss in a directory whose listing is not cached: reads the
     /// whole directory if it is small — its listing in one request, its
-    /// inodes in parallel — so that the next lookups there (a site reading
-    /// its files) are answered locally. `None` for a large directory.
+    /// inodes in parallel (up to [`PREFETCH_INODES_MAX`] entries) — so that
+    /// the next lookups there (a site reading its files) are answered
+    /// locally. `None` for a large directory.
     fn read_small_dir(&self, parent: u64, name: &[u8]) -> FsResult<Option<Option<Dentry>>> {
         if self.cache.is_large_dir(parent) {
             return Ok(None);
@@ -401,6 +409,7 @@ impl Fs {
         };
         let unknown: Vec<u64> = list
             .iter()
+            .filter(|d| list.len() <= PREFETCH_INODES_MAX || d.name == name)
             .filter(|d| self.cache.inode(d.ino).is_none())
             .map(|d| d.ino)
             .collect();

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 pub use changes::{Event, FEED_BUCKET_SECS, FEED_RETENTION_SECS};
 pub use schema::{apply_schema, check_schema, SCHEMA_CQL};
-pub use session::{Store, SMALL_DIR};
+pub use session::Store;
 pub use writes::{name_key, Change, SetOp, Write};
 
 /// Now, in nanoseconds since the Unix epoch (the unit of every time
