@@ -24,6 +24,9 @@ use super::{Dentry, Inode, Result, StoreError};
 pub(super) struct EntryStatements {
     /// The sentinel and one name.
     get: PreparedStatement,
+    /// The same at SERIAL consistency: a conditional write of the name
+    /// still under way (its process died) is settled first.
+    get_serial: PreparedStatement,
     list: PreparedStatement,
     small: PreparedStatement,
     /// Entries after a name, at most a number of them.
@@ -52,10 +55,12 @@ impl EntryStatements {
         let sentinel = |cond: &str| {
             format!("UPDATE {ks}.dir_entries SET kind = null WHERE {key} AND name = ? IF {cond}")
         };
+        let get = format!("SELECT {cols} FROM {ks}.dir_entries WHERE {key} AND name IN (?, ?)");
+        let mut get_serial = p(get.clone())?;
+        get_serial.set_consistency(scylla::statement::Consistency::Serial);
         Ok(EntryStatements {
-            get: p(format!(
-                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} AND name IN (?, ?)"
-            ))?,
+            get: p(get)?,
+            get_serial,
             list: p(format!("SELECT {cols} FROM {ks}.dir_entries WHERE {key}"))?,
             small: p(format!(
                 "SELECT {cols} FROM {ks}.dir_entries WHERE {key} LIMIT {}",
@@ -172,10 +177,30 @@ impl Store {
 
     /// An entry as stored, with the source of an unfinished rename.
     pub(super) fn get_raw_dentry(&self, parent: u64, name: &[u8]) -> Result<Option<RawDentry>> {
+        self.raw_dentry(&self.est.get, parent, name)
+    }
+
+    /// An entry read at SERIAL consistency: a conditional write of it that
+    /// a killed process left under way is settled first (for replaying what
+    /// such a process left: renames, removals).
+    pub(super) fn get_raw_dentry_serial(
+        &self,
+        parent: u64,
+        name: &[u8],
+    ) -> Result<Option<RawDentry>> {
+        self.raw_dentry(&self.est.get_serial, parent, name)
+    }
+
+    fn raw_dentry(
+        &self,
+        ps: &PreparedStatement,
+        parent: u64,
+        name: &[u8],
+    ) -> Result<Option<RawDentry>> {
         self.in_dir(parent, false, |gen| {
             let (k0, k1, k2, k3) = self.dir_key(parent, gen);
             let v = (k0, k1, k2, k3, Vec::<u8>::new(), name.to_vec());
-            let (sentinel, mut rows) = self.read_rows(&self.est.get, v)?;
+            let (sentinel, mut rows) = self.read_rows(ps, v)?;
             Ok(attempt((sentinel, rows.pop())))
         })
     }

@@ -35,7 +35,7 @@ impl Store {
                 ino,
                 dir,
             } = r;
-            let now = self.get_raw_dentry(parent, &name)?;
+            let now = self.get_raw_dentry_serial(parent, &name)?;
             if now.is_some_and(|(d, _)| d.ino == ino) {
                 continue; // the name is still there: nothing was removed
             }

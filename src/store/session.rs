@@ -565,7 +565,8 @@ impl Store {
             ) = (c.next(), c.next(), c.next())
             {
                 // Reading the entry finishes its rename (store/moves.rs).
-                self.get_dentry(p as u64, &name)?;
+                let raw = self.get_raw_dentry_serial(p as u64, &name)?;
+                self.settle_one(p as u64, raw)?;
                 self.apply(vec![Write::Unjournal(id)])?;
                 n += 1;
             }
