@@ -437,6 +437,69 @@ mod tests {
         assert!(c.get(&[4; 32]).is_none(), "larger than the cache: not kept");
     }
 
+    fn file(ino: u64, inline: usize) -> Inode {
+        Inode {
+            ino,
+            kind: crate::store::Kind::File,
+            perm: 0o644,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            rdev: 0,
+            size: inline as u64,
+            atime_ns: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            parent: 1,
+            version: 0,
+            target: Vec::new(),
+            content: Content::Inline(Arc::new(vec![0; inline])),
+            xattrs: BTreeMap::new(),
+        }
+    }
+
+    #[test]
+    fn cached_inodes_count_their_bytes_and_stay_within_the_limit() {
+        let c = Cache::new(Duration::from_secs(60), 4000); // inline limit 1000
+        c.put_inode(&file(1, 300));
+        c.put_inode(&file(2, 300));
+        c.put_inode(&file(1, 100)); // replaced: 300 + 100
+        assert_eq!(c.inodes.lock().bytes, 400);
+        c.update_inode(2, |i| i.content = Content::Inline(Arc::new(vec![0; 50])));
+        assert_eq!(c.inodes.lock().bytes, 150);
+        c.forget_inode(1);
+        assert_eq!(c.inodes.lock().bytes, 50);
+        for ino in 10..30 {
+            c.put_inode(&file(ino, 200));
+        }
+        let m = c.inodes.lock();
+        assert!(m.bytes <= 1000 + 200, "{} bytes cached", m.bytes);
+        assert_eq!(
+            m.bytes,
+            m.map
+                .values()
+                .map(|t| content_bytes(&t.value))
+                .sum::<usize>()
+        );
+    }
+
+    #[test]
+    fn a_listing_grown_past_its_bound_is_dropped() {
+        let c = Cache::new(Duration::from_secs(60), 1 << 20);
+        c.put_listing(5, Listing::new());
+        for i in 0..=LISTING_MAX {
+            let name = format!("f{i}").into_bytes();
+            let d = Dentry {
+                name: name.clone(),
+                ino: 100 + i as u64,
+                kind: crate::store::Kind::File,
+            };
+            c.set_dentry(5, &name, Some(d));
+        }
+        assert!(c.listing(5).is_none());
+        assert!(c.is_large_dir(5));
+    }
+
     #[test]
     fn ttl_zero_trusts_nothing() {
         let c = Cache::new(Duration::ZERO, 1 << 20);
