@@ -155,8 +155,13 @@ fn attempt<T>((sentinel, rows): (Option<i64>, T)) -> Attempt<T> {
 }
 
 impl Store {
-    fn dir_key(&self, dir: u64, gen: i64) -> (i64, String, i64, i64) {
+    pub(super) fn dir_key(&self, dir: u64, gen: i64) -> (i64, String, i64, i64) {
         (self.owner, self.env.clone(), dir as i64, gen)
+    }
+
+    /// The key of a generation's sentinel (the entry with the empty name).
+    pub(super) fn sentinel_key(&self, dir: u64, gen: i64) -> (i64, String, i64, i64, Vec<u8>) {
+        (self.owner, self.env.clone(), dir as i64, gen, Vec::new())
     }
 
     fn read_rows<V: SerializeRow + Send>(&self, ps: &PreparedStatement, v: V) -> Result<Rows> {
@@ -321,7 +326,7 @@ impl Store {
             loop {
                 let (k0, k1, k2, k3) = self.dir_key(dir, gen);
                 let page = (k0, k1.clone(), k2, k3, after.clone(), n);
-                let sentinel = (k0, k1, k2, k3, Vec::<u8>::new());
+                let sentinel = self.sentinel_key(dir, gen);
                 let s = self.conn.session();
                 let (pp, ps) = (&self.est.page, &self.est.sentinel);
                 let (page, sentinel) = self.conn.run(2, async move {
@@ -461,8 +466,7 @@ impl Store {
         batch.append_statement(guard.clone());
         self.in_dir(dir, true, |gen| {
             let jobs = jobs.take().unwrap_or_default();
-            let (k0, k1, k2, k3) = self.dir_key(dir, gen);
-            let sentinel = (k0, k1, k2, k3, Vec::<u8>::new());
+            let sentinel = self.sentinel_key(dir, gen);
             let v = (values(gen), sentinel);
             let s = self.conn.session();
             let batch = &batch;
@@ -512,17 +516,14 @@ impl Store {
     /// entry is ever written into it again. `also` goes in the same round
     /// trip.
     pub fn seal_removed(&self, dir: u64, also: Vec<Write>) -> Result<()> {
-        let gen = self.gen_of(dir)?;
-        let (k0, k1, k2, k3) = self.dir_key(dir, gen);
-        let v = (k0, k1, k2, k3, Vec::<u8>::new());
+        let v = self.sentinel_key(dir, self.gen_of(dir)?);
         self.exec_with(&self.est.seal, v, also, Touched::none())
             .map(drop)
     }
 
     fn sentinel(&self, ps: &PreparedStatement, dir: u64, gen: i64) -> Result<bool> {
-        let (k0, k1, k2, k3) = self.dir_key(dir, gen);
         let s = self.conn.session();
-        let v = (k0, k1, k2, k3, Vec::<u8>::new());
+        let v = self.sentinel_key(dir, gen);
         let rows = self.conn.run(1, async move {
             result_rows(
                 s.execute_unpaged(ps, v)

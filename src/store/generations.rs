@@ -165,13 +165,7 @@ impl Store {
     }
 
     pub(super) fn sentinel_of(&self, dir: u64, gen: i64) -> Result<Sentinel> {
-        let v = (
-            self.owner,
-            self.env.clone(),
-            dir as i64,
-            gen,
-            Vec::<u8>::new(),
-        );
+        let v = self.sentinel_key(dir, gen);
         let rows = self.run_rows(&self.gt.sentinel, v)?;
         let cols = rows
             .into_iter()
@@ -341,13 +335,7 @@ impl Store {
     /// Rolls `dir` from generation `gen` to the next, unless another mount
     /// is rolling it or an rmdir holds it.
     pub fn roll(&self, dir: u64, gen: i64) -> Result<()> {
-        let v = (
-            self.owner,
-            self.env.clone(),
-            dir as i64,
-            gen,
-            Vec::<u8>::new(),
-        );
+        let v = self.sentinel_key(dir, gen);
         if !super::session::first_bool(self.run_rows(&self.gt.freeze, v)?) {
             return Ok(());
         }
