@@ -16,7 +16,7 @@ use super::changes::Touched;
 use super::generations::{Attempt, FROZEN};
 use super::moves::RawDentry;
 use super::records::dentry_from_row;
-use super::session::{first_bool, result_rows, Conn, Store, REMOVAL_MARK_TTL, SMALL_DIR};
+use super::session::{first_bool, Conn, Store, REMOVAL_MARK_TTL, SMALL_DIR};
 use super::writes::Write;
 use super::{Dentry, Inode, Result, StoreError};
 
@@ -218,10 +218,9 @@ impl Store {
         name: &[u8],
         guess: Option<u64>,
     ) -> Result<(Option<Dentry>, Option<Inode>)> {
-        let gen = self.gen_of(parent)?;
         let got = match guess {
             Some(guess) => {
-                let (k0, k1, k2, k3) = self.dir_key(parent, gen);
+                let (k0, k1, k2, k3) = self.dir_key(parent, self.gen_of(parent)?);
                 let v = (k0, k1, k2, k3, Vec::<u8>::new(), name.to_vec());
                 let s = self.conn.session();
                 let (pd, pi) = (&self.est.get, &self.st.get_inode);
@@ -522,15 +521,6 @@ impl Store {
     }
 
     fn sentinel(&self, ps: &PreparedStatement, dir: u64, gen: i64) -> Result<bool> {
-        let s = self.conn.session();
-        let v = self.sentinel_key(dir, gen);
-        let rows = self.conn.run(1, async move {
-            result_rows(
-                s.execute_unpaged(ps, v)
-                    .await
-                    .map_err(StoreError::request)?,
-            )
-        })?;
-        Ok(first_bool(rows))
+        Ok(first_bool(self.exec(ps, self.sentinel_key(dir, gen))?))
     }
 }

@@ -141,7 +141,7 @@ impl Store {
     /// The generation in the directory's inode row (`None`: no such directory).
     fn read_gen(&self, dir: u64) -> Result<Option<i64>> {
         let v = (self.owner, self.env.clone(), dir as i64);
-        let rows = self.run_rows(&self.gt.read_gen, v)?;
+        let rows = self.exec(&self.gt.read_gen, v)?;
         let Some(row) = rows.into_iter().next() else {
             return Ok(None);
         };
@@ -150,23 +150,9 @@ impl Store {
         Ok(kind.then(|| big(row.columns.get(1).and_then(|c| c.as_ref())).unwrap_or(0)))
     }
 
-    fn run_rows<V>(&self, ps: &PreparedStatement, v: V) -> Result<Vec<scylla::value::Row>>
-    where
-        V: scylla::serialize::row::SerializeRow + Send,
-    {
-        let s = self.conn.session();
-        self.conn.run(1, async move {
-            result_rows(
-                s.execute_unpaged(ps, v)
-                    .await
-                    .map_err(StoreError::request)?,
-            )
-        })
-    }
-
     pub(super) fn sentinel_of(&self, dir: u64, gen: i64) -> Result<Sentinel> {
         let v = self.sentinel_key(dir, gen);
-        let rows = self.run_rows(&self.gt.sentinel, v)?;
+        let rows = self.exec(&self.gt.sentinel, v)?;
         let cols = rows
             .into_iter()
             .next()
@@ -301,27 +287,23 @@ impl Store {
             // when its removals reach its live entries too.
             let live = self.rows_of_gen(dir, gen)?.1.len() as i64;
             if live > removed {
-                let v = (
-                    now_us(),
-                    live,
-                    self.owner,
-                    self.env.clone(),
-                    dir as i64,
-                    gen,
-                );
-                self.run_rows(
-                    &self.gt.roll_at,
-                    (v.0, v.1, v.2, v.3, v.4, v.5, Vec::<u8>::new()),
-                )?;
-                return Ok(());
+                return self.set_roll_at(dir, gen, live, now_us());
             }
         }
         self.roll(dir, gen)
     }
 
+    /// Records in a generation's sentinel the `churn` count at which it is
+    /// due to roll (`ts_us`: the write's timestamp).
+    fn set_roll_at(&self, dir: u64, gen: i64, at: i64, ts_us: i64) -> Result<()> {
+        let (k0, k1, k2, k3, k4) = self.sentinel_key(dir, gen);
+        self.exec(&self.gt.roll_at, (ts_us, at, k0, k1, k2, k3, k4))?;
+        Ok(())
+    }
+
     /// Entries ever removed from `dir` (all mounts' flushed counts).
     fn removed_in(&self, dir: u64) -> Result<i64> {
-        let rows = self.run_rows(
+        let rows = self.exec(
             &self.gt.churn_read,
             (self.owner, self.env.clone(), dir as i64),
         )?;
@@ -336,7 +318,7 @@ impl Store {
     /// is rolling it or an rmdir holds it.
     pub fn roll(&self, dir: u64, gen: i64) -> Result<()> {
         let v = self.sentinel_key(dir, gen);
-        if !super::session::first_bool(self.run_rows(&self.gt.freeze, v)?) {
+        if !super::session::first_bool(self.exec(&self.gt.freeze, v)?) {
             return Ok(());
         }
         self.finish_roll(dir, gen)
@@ -383,18 +365,14 @@ impl Store {
             })?;
         }
         let roll_at = self.removed_in(dir)? + ROLL_AFTER.max(live.len() as i64);
-        let (k0, k1, k2) = key.clone();
-        self.run_rows(
-            &self.gt.roll_at,
-            (ts, roll_at, k0, k1, k2, next, Vec::<u8>::new()),
-        )?;
-        self.run_rows(
+        self.set_roll_at(dir, next, roll_at, ts)?;
+        self.exec(
             &self.gt.set_gen,
             (ts, next, self.owner, self.env.clone(), dir as i64),
         )?;
         self.note_gen(dir, next);
         let (k0, k1, k2) = key;
-        self.run_rows(&self.gt.drop_old, (k0, k1, k2, gen, Vec::<u8>::new()))?;
+        self.exec(&self.gt.drop_old, (k0, k1, k2, gen, Vec::<u8>::new()))?;
         log::debug!(
             "directory {dir}: rolled to generation {next} ({} entries)",
             live.len()

@@ -352,7 +352,7 @@ impl Store {
         self.conn.statements.load(Ordering::Relaxed)
     }
 
-    fn exec<V>(&self, ps: &PreparedStatement, values: V) -> Result<Vec<Row>>
+    pub(super) fn exec<V>(&self, ps: &PreparedStatement, values: V) -> Result<Vec<Row>>
     where
         V: scylla::serialize::row::SerializeRow + Send,
     {
