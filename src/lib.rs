@@ -11,6 +11,7 @@ pub mod feed;
 pub mod fuse;
 pub mod mount;
 pub mod ops;
+pub mod sessions;
 pub mod store;
 pub mod workers;
 

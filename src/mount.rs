@@ -89,6 +89,10 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
         fcache_ttl: Duration::from_secs_f64(args.fcache_ttl),
         cache_size: args.cache_size,
         read_only: args.read_only,
+        mountpoint: std::fs::canonicalize(&args.mount)
+            .unwrap_or_else(|_| args.mount.clone())
+            .to_string_lossy()
+            .into_owned(),
     };
     let fs = Arc::new(Fs::new(store, fs_cfg, me).map_err(|e| e.to_string())?);
     let pool = Pool::new(fs.clone(), args.workers as usize)
@@ -99,8 +103,14 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
         Duration::from_secs_f64(args.negative_ttl),
     );
     let notifier = adapter.notifier_slot();
-    let mut session = Session::new(adapter, &args.mount, &fuse_config(args))
-        .map_err(|e| format!("cannot mount on {}: {e}", args.mount.display()))?;
+    let heartbeat = fs.start_session()?;
+    let mut session = match Session::new(adapter, &args.mount, &fuse_config(args)) {
+        Ok(s) => s,
+        Err(e) => {
+            heartbeat.end();
+            return Err(format!("cannot mount on {}: {e}", args.mount.display()));
+        }
+    };
     let _ = notifier.set(session.notifier());
     raise_readahead(&args.mount);
     let feed = if args.feed_interval > 0.0 {
@@ -159,6 +169,7 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
         f.stop();
     }
     let flushed = fs.flush_all();
+    heartbeat.end();
     let _ = done_tx.send(());
     info!("unmounted {}", args.mount.display());
     served.map_err(|e| format!("FUSE session failed: {e}"))?;

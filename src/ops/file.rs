@@ -74,6 +74,9 @@ struct FileState {
     size: u64,
     dirty: BTreeMap<u64, Vec<u8>>,
     staged: BTreeMap<u64, Hash>,
+    /// Blocks referenced for this inode since `base` (by uploads, whose
+    /// references are written before the blocks: see `upload`).
+    referenced: HashSet<Hash>,
     changed: bool,
     mtime_ns: i64,
     opens: u32,
@@ -238,6 +241,7 @@ impl Fs {
                         base: i,
                         dirty: BTreeMap::new(),
                         staged: BTreeMap::new(),
+                        referenced: HashSet::new(),
                         changed: false,
                         opens: 0,
                     }))
@@ -439,7 +443,7 @@ impl Fs {
                 uploads.extend(up);
             }
         }
-        self.upload(uploads)?;
+        self.upload(st, uploads)?;
         st.staged.extend(hashes);
         Ok(())
     }
@@ -457,13 +461,54 @@ impl Fs {
         (h, Some((h, Arc::new(buf))))
     }
 
-    fn upload(&self, uploads: Vec<Upload>) -> FsResult<()> {
+    /// Uploads blocks, writing their references first: a block that a
+    /// commit is about to use always has a reference, so `cassfs gc` never
+    /// takes it away (src/admin/gc.rs).
+    fn upload(&self, st: &mut FileState, uploads: Vec<Upload>) -> FsResult<()> {
         if uploads.is_empty() {
             return Ok(());
         }
+        let mut refs: Vec<Hash> = uploads
+            .iter()
+            .map(|(h, _)| *h)
+            .filter(|h| !st.referenced.contains(h))
+            .collect();
+        refs.sort();
+        refs.dedup();
+        self.store.change_refs(st.base.ino, &refs, &[])?;
+        st.referenced.extend(refs);
         self.store.put_blocks(uploads.clone())?;
         for (h, d) in uploads {
             self.cache.put_block(h, d);
+        }
+        Ok(())
+    }
+
+    /// References blocks the new content uses that no upload of this state
+    /// referenced (found in the cache, not uploaded), then makes sure they
+    /// still exist: `cassfs gc` may have deleted an unreferenced block the
+    /// cache still held. One that is gone is uploaded again from the cache.
+    fn reference_reused(&self, st: &mut FileState, added: &[Hash]) -> FsResult<()> {
+        let reused: Vec<Hash> = added
+            .iter()
+            .filter(|h| !st.referenced.contains(*h))
+            .copied()
+            .collect();
+        if reused.is_empty() {
+            return Ok(());
+        }
+        self.store.change_refs(st.base.ino, &reused, &[])?;
+        st.referenced.extend(reused.iter().copied());
+        let mut again = Vec::new();
+        for h in self.store.missing_blocks(&reused)? {
+            let gone = || crate::store::StoreError::Corrupt {
+                table: "blocks",
+                reason: "a block removed by gc left the cache too".into(),
+            };
+            again.push((h, self.cache.block(&h).ok_or_else(gone)?));
+        }
+        if !again.is_empty() {
+            self.store.put_blocks(again)?;
         }
         Ok(())
     }
@@ -533,7 +578,7 @@ impl Fs {
         let new = block_set(&content);
         let added: Vec<Hash> = new.difference(&old).copied().collect();
         let removed: Vec<Hash> = old.difference(&new).copied().collect();
-        self.store.change_refs(st.base.ino, &added, &[])?;
+        self.reference_reused(st, &added)?;
         let mut inode = self
             .cache
             .stale_inode(st.base.ino)
@@ -551,6 +596,7 @@ impl Fs {
         st.base_valid = st.size;
         st.dirty.clear();
         st.staged.clear();
+        st.referenced.clear();
         st.changed = false;
         Ok(())
     }
@@ -576,10 +622,10 @@ impl Fs {
             hashes.push(h);
             uploads.extend(up);
             if uploads.len() >= MAX_DIRTY_BLOCKS {
-                self.upload(std::mem::take(&mut uploads))?;
+                self.upload(st, std::mem::take(&mut uploads))?;
             }
         }
-        self.upload(uploads)?;
+        self.upload(st, uploads)?;
         Ok(hashes)
     }
 

@@ -52,6 +52,8 @@ pub struct FsConfig {
     pub fcache_ttl: Duration,
     pub cache_size: u64,
     pub read_only: bool,
+    /// Where the volume is mounted (recorded in the session's row).
+    pub mountpoint: String,
 }
 
 /// Who is asking.
@@ -103,6 +105,8 @@ pub struct Fs {
     dirs: Mutex<HashMap<u64, listing::DirHandle>>,
     /// Names this mount in leases it takes (host, pid, a random number).
     mount_id: String,
+    /// This mount's session and the inodes it holds (`crate::sessions`).
+    session: Arc<crate::sessions::Session>,
 }
 
 /// While Cassandra fails, reads are answered from the caches, however old,
@@ -223,7 +227,9 @@ impl Fs {
         }
         let store = Arc::new(store);
         let cache = Arc::new(Cache::new(cfg.fcache_ttl, cfg.cache_size));
+        let session = crate::sessions::Session::new(store.clone(), &mount_id, &cfg.mountpoint);
         Ok(Fs {
+            session: Arc::new(session),
             prefetch: prefetch::Prefetcher::start(store.clone(), cache.clone())
                 .map_err(|e| FsError::Store(crate::store::StoreError::Request(e.to_string())))?,
             store,
@@ -264,6 +270,12 @@ impl Fs {
     ) -> std::io::Result<crate::feed::Feed> {
         let (store, cache) = (self.store.clone(), self.cache.clone());
         crate::feed::follow(store, cache, kernel, self.mount_id.clone(), interval)
+    }
+
+    /// Registers this mount's session and keeps it alive until
+    /// [`Heartbeat::end`](crate::sessions::Heartbeat::end).
+    pub fn start_session(&self) -> Result<crate::sessions::Heartbeat, String> {
+        self.session.start()
     }
 
     fn new_fh(&self) -> u64 {

@@ -400,7 +400,10 @@ impl Fs {
                     self.cache.put_inode(&now);
                     return Ok(());
                 }
-                Some(_) if self.files.mark_unlinked(i.ino) => return Ok(()),
+                Some(_) if self.files.mark_unlinked(i.ino) => {
+                    self.session.hold(i.ino);
+                    return Ok(());
+                }
                 Some(_) => {} // closed meanwhile: deleted here
             }
         }
@@ -414,6 +417,7 @@ impl Fs {
             self.cache.forget_inode(i.ino);
             self.drop_refs(i)?;
         }
+        self.session.unhold(i.ino);
         Ok(())
     }
 

@@ -13,11 +13,13 @@
 mod changes;
 mod entries;
 mod generations;
+mod keyspace;
 mod moves;
 mod records;
 mod removals;
 mod schema;
 mod session;
+mod sessions;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -27,7 +29,10 @@ use std::time::Duration;
 
 pub use changes::{Event, FEED_BUCKET_SECS, FEED_RETENTION_SECS};
 pub use schema::{apply_schema, check_schema, SCHEMA_CQL};
+pub use keyspace::{val, Columns, Keyspace, Values};
+pub use scylla::value::{CqlValue, Row};
 pub use session::Store;
+pub use sessions::{SessionInfo, SESSION_COLUMNS};
 pub use writes::{name_key, Change, SetOp, Write};
 
 /// Now, in nanoseconds since the Unix epoch (the unit of every time

@@ -7,7 +7,7 @@ use super::{Result, StoreConfig, StoreError};
 pub const SCHEMA_CQL: &str = include_str!("../../cql/cassfs.cql");
 
 /// The tables a keyspace must hold for CassFS to mount it.
-const TABLES: [&str; 9] = [
+const TABLES: [&str; 11] = [
     "volumes",
     "inodes",
     "dir_entries",
@@ -17,6 +17,8 @@ const TABLES: [&str; 9] = [
     "renames",
     "changes",
     "removals",
+    "sessions",
+    "holds",
 ];
 
 /// Checks that a keyspace name is a plain CQL identifier.

@@ -188,6 +188,7 @@ pub(super) struct Statements {
     insert_block: PreparedStatement,
     get_block: PreparedStatement,
     insert_ref: PreparedStatement,
+    block_exists: PreparedStatement,
     delete_ref: PreparedStatement,
     create_volume: PreparedStatement,
     read_next_ino: PreparedStatement,
@@ -233,7 +234,11 @@ impl Statements {
                 "SELECT data FROM {ks}.blocks WHERE owner = ? AND hash = ?"
             ))?,
             insert_ref: p(format!(
-                "INSERT INTO {ks}.block_refs (owner, hash, environment, ino) VALUES (?, ?, ?, ?)"
+                "INSERT INTO {ks}.block_refs (owner, hash, environment, ino, at) \
+                 VALUES (?, ?, ?, ?, ?)"
+            ))?,
+            block_exists: p(format!(
+                "SELECT hash FROM {ks}.blocks WHERE owner = ? AND hash = ?"
             ))?,
             delete_ref: p(format!(
                 "DELETE FROM {ks}.block_refs WHERE owner = ? AND hash = ? AND environment = ? \
@@ -289,7 +294,7 @@ pub struct Store {
     pub(super) est: EntryStatements,
     /// Statements of directory generations (`store/generations.rs`).
     pub(super) gt: GenStatements,
-    ks: String,
+    pub(super) ks: String,
     pub(super) owner: i64,
     pub(super) env: String,
     /// Each directory's generation, as far as this store knows.
@@ -668,18 +673,19 @@ impl Store {
         });
         for w in writes.iter().chain(event.as_ref()) {
             let cql = w.to_cql(&self.ks, self.owner, &self.env, &gen);
-            let known = self.prepared.lock().get(&cql.0).cloned();
-            let ps = match known {
-                Some(ps) => ps,
-                None => {
-                    let ps = self.conn.prepare(cql.0.clone())?;
-                    self.prepared.lock().insert(cql.0.clone(), ps.clone());
-                    ps
-                }
-            };
-            out.push((ps, cql));
+            out.push((self.prepared(&cql.0)?, cql));
         }
         Ok((out, used))
+    }
+
+    /// A statement prepared on first use, by text.
+    pub(super) fn prepared(&self, cql: &str) -> Result<PreparedStatement> {
+        if let Some(ps) = self.prepared.lock().get(cql) {
+            return Ok(ps.clone());
+        }
+        let ps = self.conn.prepare(cql.to_string())?;
+        self.prepared.lock().insert(cql.to_string(), ps.clone());
+        Ok(ps)
     }
 
     /// Runs independent writes concurrently: one round trip for all of them.
@@ -733,6 +739,35 @@ impl Store {
             })?;
         }
         Ok(())
+    }
+
+    /// The blocks of `hashes` that are not stored.
+    pub fn missing_blocks(&self, hashes: &[Hash]) -> Result<Vec<Hash>> {
+        let mut missing = Vec::new();
+        for chunk in hashes.chunks(PARALLEL) {
+            let s = self.conn.session();
+            let ps = self.st.block_exists.clone();
+            let owner = self.owner;
+            let chunk = chunk.to_vec();
+            let gone = self.conn.run(chunk.len() as u64, async move {
+                let mut set = tokio::task::JoinSet::new();
+                for hash in chunk {
+                    let (s, ps) = (s.clone(), ps.clone());
+                    set.spawn(async move {
+                        let r = s.execute_unpaged(&ps, (owner, hash.as_slice())).await;
+                        let rows = result_rows(r.map_err(StoreError::request)?)?;
+                        Ok::<_, StoreError>(rows.is_empty().then_some(hash))
+                    });
+                }
+                let mut gone = Vec::new();
+                while let Some(r) = set.join_next().await {
+                    gone.extend(r.map_err(StoreError::request)??);
+                }
+                Ok(gone)
+            })?;
+            missing.extend(gone);
+        }
+        Ok(missing)
     }
 
     /// Reads blocks by hash, in order. A missing block is an error.
@@ -791,12 +826,19 @@ impl Store {
             let chunk = chunk.to_vec();
             self.conn.run(chunk.len() as u64, async move {
                 let mut set = tokio::task::JoinSet::new();
+                let at = now_ns();
                 for (is_add, hash) in chunk {
-                    let ps = if is_add { ins.clone() } else { del.clone() };
                     let (s, env) = (s.clone(), env.clone());
+                    let (ins, del) = (ins.clone(), del.clone());
                     set.spawn(async move {
-                        let v = (owner, hash.as_slice(), env.as_str(), ino as i64);
-                        s.execute_unpaged(&ps, v).await.map_err(StoreError::request)
+                        let key = (owner, hash.as_slice(), env.as_str(), ino as i64);
+                        let r = if is_add {
+                            let (o, h, e, i) = key;
+                            s.execute_unpaged(&ins, (o, h, e, i, at)).await
+                        } else {
+                            s.execute_unpaged(&del, key).await
+                        };
+                        r.map_err(StoreError::request)
                     });
                 }
                 while let Some(r) = set.join_next().await {
