@@ -1,5 +1,6 @@
 //! The command line: flags (Go style `-mount /x` and GNU style `--mount /x`),
-//! their validation, and the `schema` subcommand.
+//! their validation, and the subcommands (`schema` and the operator
+//! commands of `crate::admin`).
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -41,6 +42,126 @@ pub struct Cli {
 pub enum Command {
     /// Create the keyspace and tables CassFS needs (idempotent).
     Schema(SchemaArgs),
+    /// Volumes and their live sessions (host, pid, mount point, version, heartbeat).
+    Status(StatusArgs),
+    /// Every volume with its files, directories, bytes, and bytes shared
+    /// with the owner's other environments.
+    #[command(alias = "du")]
+    Volumes(VolumesArgs),
+    /// Remove content blocks, block references and inodes nothing uses.
+    Gc(GcArgs),
+    /// Check that volumes' rows form a filesystem (exit 0 clean, 1 all
+    /// problems repaired, 4 problems left).
+    Fsck(FsckArgs),
+    /// Copy a volume's tree into a new environment of the same owner,
+    /// sharing its content blocks.
+    Clone(CloneArgs),
+    /// Delete a volume (its content blocks are left to gc).
+    #[command(name = "rm-volume")]
+    RmVolume(RmVolumeArgs),
+}
+
+/// Where the keyspace is, for the operator commands.
+#[derive(Args, Debug, Clone)]
+pub struct KeyspaceArgs {
+    /// Cassandra contact points: comma-separated host or host:port.
+    #[arg(long, default_value = "localhost")]
+    pub server: String,
+    /// Keyspace holding the CassFS tables.
+    #[arg(long, default_value = "cassfs")]
+    pub keyspace: String,
+    /// Seconds before a Cassandra request fails.
+    #[arg(long, default_value = "10", value_parser = timeout_secs)]
+    pub timeout: f64,
+    /// Print one JSON document instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub ks: KeyspaceArgs,
+    /// Only the volumes of this owner.
+    #[arg(long)]
+    pub owner: Option<i64>,
+    /// Only the volumes of this environment.
+    #[arg(long, value_parser = environment)]
+    pub environment: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VolumesArgs {
+    #[command(flatten)]
+    pub ks: KeyspaceArgs,
+    /// Only the volumes of this owner.
+    #[arg(long)]
+    pub owner: Option<i64>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GcArgs {
+    #[command(flatten)]
+    pub ks: KeyspaceArgs,
+    /// Only this owner's volumes and blocks.
+    #[arg(long)]
+    pub owner: Option<i64>,
+    /// Report what would be removed, remove nothing.
+    #[arg(long = "dry-run", alias = "dry_run")]
+    pub dry_run: bool,
+    /// Seconds a row must be left unchanged before it is removed; must be
+    /// longer than the longest commit (a large upload).
+    #[arg(long, default_value = "3600", value_parser = secs)]
+    pub grace: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct FsckArgs {
+    #[command(flatten)]
+    pub ks: KeyspaceArgs,
+    /// Only the volumes of this owner.
+    #[arg(long)]
+    pub owner: Option<i64>,
+    /// Only the volumes of this environment.
+    #[arg(long, value_parser = environment)]
+    pub environment: Option<String>,
+    /// Fix what can be fixed without guessing, and say what was fixed.
+    #[arg(long)]
+    pub repair: bool,
+    /// Seconds an inode with no name is left alone before --repair deletes it.
+    #[arg(long, default_value = "3600", value_parser = secs)]
+    pub grace: f64,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct CloneArgs {
+    #[command(flatten)]
+    pub ks: KeyspaceArgs,
+    /// Owner of both environments (content blocks are shared per owner).
+    #[arg(long)]
+    pub owner: i64,
+    /// Environment to copy.
+    #[arg(long, value_parser = environment)]
+    pub from: String,
+    /// Environment to create (must not exist, or be empty).
+    #[arg(long, value_parser = environment)]
+    pub to: String,
+    /// Replace a target that has files.
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RmVolumeArgs {
+    #[command(flatten)]
+    pub ks: KeyspaceArgs,
+    #[arg(long)]
+    pub owner: i64,
+    #[arg(long, value_parser = environment)]
+    pub environment: String,
+    /// Remove it even while mounts of it are live.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -164,6 +285,14 @@ const LONG_FLAGS: &[&str] = &[
     "read_only",
     "replication_factor",
     "replication-factor",
+    "json",
+    "dry-run",
+    "dry_run",
+    "grace",
+    "repair",
+    "from",
+    "to",
+    "force",
     "help",
     "version",
 ];
@@ -361,7 +490,40 @@ mod tests {
                 assert_eq!(s.keyspace, "k");
                 assert_eq!(s.replication_factor, 1);
             }
-            None => panic!("no subcommand"),
+            other => panic!("not schema: {other:?}"),
         }
+    }
+
+    #[test]
+    fn operator_commands_parse() {
+        let cli = parse(&["cassfs", "gc", "-dry-run", "--grace", "5", "--json"]).expect("gc");
+        match cli.command {
+            Some(Command::Gc(g)) => {
+                assert!(g.dry_run && g.ks.json);
+                assert_eq!(g.grace, 5.0);
+                assert_eq!(g.ks.keyspace, "cassfs");
+            }
+            other => panic!("not gc: {other:?}"),
+        }
+        let cli = parse(&["cassfs", "du", "--owner", "7"]).expect("du is volumes");
+        assert!(matches!(cli.command, Some(Command::Volumes(v)) if v.owner == Some(7)));
+        let cli = parse(&[
+            "cassfs", "clone", "--owner", "7", "--from", "dev", "--to", "prod",
+        ])
+        .expect("clone");
+        assert!(matches!(cli.command, Some(Command::Clone(c)) if c.from == "dev" && !c.force));
+        assert!(parse(&["cassfs", "clone", "--owner", "7", "--from", "dev"]).is_err());
+        assert!(parse(&[
+            "cassfs",
+            "rm-volume",
+            "--owner",
+            "7",
+            "--environment",
+            "a/b"
+        ])
+        .is_err());
+        assert!(parse(&["cassfs", "gc", "--grace", "-1"]).is_err());
+        let cli = parse(&["cassfs", "fsck", "--repair"]).expect("fsck");
+        assert!(matches!(cli.command, Some(Command::Fsck(f)) if f.repair && f.grace == 3600.0));
     }
 }

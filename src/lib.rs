@@ -4,6 +4,7 @@
 //! thread pool) → `ops` (the filesystem on inodes) → `cache` and `store`
 //! (Cassandra). See ARCHITECTURE.md.
 
+pub mod admin;
 pub mod cache;
 pub mod cli;
 pub mod error;

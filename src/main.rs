@@ -7,11 +7,12 @@ use cassfs::cli::{self, Command};
 fn main() -> ExitCode {
     let cli = cli::parse();
     let result = match cli.command {
-        Some(Command::Schema(args)) => cassfs::run_schema(&args),
-        None => cassfs::run_mount(&cli.mount),
+        Some(Command::Schema(args)) => cassfs::run_schema(&args).map(|()| 0),
+        Some(cmd) => cassfs::admin::run(cmd),
+        None => cassfs::run_mount(&cli.mount).map(|()| 0),
     };
     match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code),
         Err(msg) => {
             eprintln!("cassfs: {msg}");
             ExitCode::FAILURE

@@ -28,8 +28,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 pub use changes::{Event, FEED_BUCKET_SECS, FEED_RETENTION_SECS};
-pub use schema::{apply_schema, check_schema, SCHEMA_CQL};
 pub use keyspace::{val, Columns, Keyspace, Values};
+pub use records::INODE_COLUMNS;
+pub use schema::{apply_schema, check_schema, SCHEMA_CQL};
 pub use scylla::value::{CqlValue, Row};
 pub use session::Store;
 pub use sessions::{SessionInfo, SESSION_COLUMNS};

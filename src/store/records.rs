@@ -30,7 +30,7 @@ pub(super) struct InodeRow {
     gen: Option<i64>,
 }
 
-pub(super) const INODE_COLUMNS: &str = "kind, mode, uid, gid, rdev, size, atime_ns, \
+pub const INODE_COLUMNS: &str = "kind, mode, uid, gid, rdev, size, atime_ns, \
      mtime_ns, ctime_ns, parent, version, target, inline_data, blocks, xattrs, names, subdirs, gen";
 
 fn corrupt(reason: String) -> StoreError {
