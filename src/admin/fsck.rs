@@ -331,19 +331,15 @@ impl Volume<'_> {
                     format!("{}: inode {} has no name", self.name(), i.ino),
                 );
                 if !self.held.contains(&i.ino) && i.ctime_ns <= self.cutoff_ns {
-                    let cql = if i.is_dir() {
-                        format!("DELETE FROM {k}.inodes WHERE owner = ? AND environment = ? AND ino = ? IF parent = ?")
-                    } else {
-                        format!("DELETE FROM {k}.inodes WHERE owner = ? AND environment = ? AND ino = ? IF ctime_ns = ?")
-                    };
-                    let cond = if i.is_dir() {
-                        val::big(i.parent as i64)
-                    } else {
-                        val::big(i.ctime_ns)
-                    };
+                    // Only while unchanged since it was read (see gc).
+                    let cql = format!(
+                        "DELETE FROM {k}.inodes WHERE owner = ? AND environment = ? AND ino = ? \
+                         IF ctime_ns = ?"
+                    );
+                    let cond = vec![super::gc::or_null(i.ctime_ns)];
                     fixes.push(Fix {
                         problem: Problem::UnnamedInode,
-                        stmt: (cql, [key.clone(), vec![cond]].concat()),
+                        stmt: (cql, [key.clone(), cond].concat()),
                     });
                 }
                 continue;

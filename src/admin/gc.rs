@@ -1,9 +1,10 @@
 //! `cassfs gc`: removes what nothing uses any more, beside live mounts.
 //!
 //! 1. Inodes no entry names, that no live session holds, unchanged for the
-//!    grace period: a file only while its recorded names are empty (a
-//!    conditional delete), a directory only while its parent is the one
-//!    read (with its entries). Partial inode rows (updates that reached a
+//!    grace period: with a conditional delete, only while the inode is
+//!    unchanged since it was read (its ctime) and, for a file, its recorded
+//!    names are empty, for a directory, its parent is the one read (then
+//!    its entries go). Partial inode rows (updates that reached a
 //!    deleted inode) go too.
 //! 2. Block references whose inode is gone or no longer uses the block,
 //!    deleted with the grace period's cutoff as timestamp: a reference
@@ -164,19 +165,23 @@ fn unnamed_inodes(
             report.spared_young += 1;
             continue;
         }
+        // Conditional on the inode being unchanged since it was read (a
+        // rename writes ctime): the scan of entries is not one instant.
+        let mut v = key(i.ino);
+        v.push(or_null(i.ctime_ns));
         let cql = if i.is_dir() {
-            let mut v = key(i.ino);
-            v.push(val::big(i.parent as i64));
+            v.push(or_null(i.parent as i64));
             let cql = format!(
-                "DELETE FROM {k}.inodes WHERE owner = ? AND environment = ? AND ino = ? IF parent = ?"
+                "DELETE FROM {k}.inodes WHERE owner = ? AND environment = ? AND ino = ? \
+                 IF ctime_ns = ? AND parent = ?"
             );
             (cql, v)
         } else if i.names.is_empty() {
             let cql = format!(
                 "DELETE FROM {k}.inodes WHERE owner = ? AND environment = ? AND ino = ? \
-                 IF names = null"
+                 IF ctime_ns = ? AND names = null"
             );
-            (cql, key(i.ino))
+            (cql, v)
         } else {
             // Records names no entry has: a link count for fsck to settle.
             report.left_for_fsck += 1;
@@ -202,6 +207,12 @@ fn unnamed_inodes(
     report.inodes += gone.len() as u64;
     ks.run_all(after).map_err(|e| e.to_string())?;
     Ok(gone)
+}
+
+/// A column value read as 0 when null, bound back as null when 0 (for
+/// conditions on columns no real row leaves at 0).
+pub fn or_null(v: i64) -> Option<crate::store::CqlValue> {
+    (v != 0).then_some(crate::store::CqlValue::BigInt(v))
 }
 
 /// Statements deleting a removed directory's entries (every generation)
