@@ -300,7 +300,8 @@ fn unreferenced_blocks(
 ) -> CmdResult<()> {
     let k = ks.name();
     let mut candidates: Vec<(i64, Hash)> = Vec::new();
-    let cql = format!("SELECT owner, hash, writetime(data) FROM {k}.blocks");
+    // Keys only: the write time (and data) is read for candidates alone.
+    let cql = format!("SELECT DISTINCT owner, hash FROM {k}.blocks");
     let mut read = 0u64;
     ks.scan(&cql, Vec::new(), &mut |r| {
         progress.tick();
@@ -311,8 +312,7 @@ fn unreferenced_blocks(
         let Ok(hash) = <Hash>::try_from(hash.as_slice()) else {
             return Ok(());
         };
-        let old = r.big(2).is_some_and(|us| us < cutoff_ns / 1000);
-        if scope.has_owner(owner) && old && !kept.contains(&(owner, hash)) {
+        if scope.has_owner(owner) && !kept.contains(&(owner, hash)) {
             candidates.push((owner, hash));
         }
         Ok(())
@@ -320,7 +320,7 @@ fn unreferenced_blocks(
     .map_err(|e| e.to_string())?;
     report.rows_read += read;
     for chunk in candidates.chunks(256) {
-        delete_blocks(ks, chunk, dry_run, report)?;
+        delete_blocks(ks, chunk, cutoff_ns, dry_run, report)?;
     }
     Ok(())
 }
@@ -329,6 +329,7 @@ fn unreferenced_blocks(
 fn delete_blocks(
     ks: &Keyspace,
     blocks: &[(i64, Hash)],
+    cutoff_ns: i64,
     dry_run: bool,
     report: &mut GcReport,
 ) -> CmdResult<()> {
@@ -352,7 +353,7 @@ fn delete_blocks(
         let (Some(bytes), Some(wt)) = (row.blob(0), row.big(1)) else {
             continue;
         };
-        if !has_ref {
+        if !has_ref && wt < cutoff_ns / 1000 {
             doomed.push((*b, bytes, wt));
         }
     }
