@@ -225,6 +225,13 @@ impl Volume<'_> {
         format!("({}, {})", self.key.0, self.key.1)
     }
 
+    /// Whether an entry names a directory: its inode's kind, or the
+    /// entry's when the inode is missing.
+    fn is_dir(&self, ino: u64, entry_kind: i32) -> bool {
+        let kind = self.v.inodes.get(&ino).and_then(|i| i.kind);
+        kind.unwrap_or(entry_kind) == Kind::Dir as i32
+    }
+
     fn ino_key(&self, ino: u64) -> Values {
         vec![
             val::big(self.key.0),
@@ -312,7 +319,9 @@ impl Volume<'_> {
                 .entry(e.ino)
                 .or_default()
                 .insert(name_key(e.parent, &e.name));
-            if e.kind == Kind::Dir as i32 {
+            // The inode says what it is; a wrong kind in the entry is
+            // another problem (check_entries).
+            if self.is_dir(e.ino, e.kind) {
                 subdirs.entry(e.parent).or_default().insert(e.ino);
                 parents.entry(e.ino).or_default().insert(e.parent);
             }
@@ -413,7 +422,7 @@ impl Volume<'_> {
         let mut children: HashMap<u64, Vec<u64>> = HashMap::new();
         let mut named_dirs = HashSet::new();
         for e in &self.v.entries {
-            if e.kind == Kind::Dir as i32 {
+            if self.is_dir(e.ino, e.kind) {
                 children.entry(e.parent).or_default().push(e.ino);
                 named_dirs.insert(e.ino);
             }
