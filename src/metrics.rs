@@ -89,9 +89,9 @@ pub enum CqlKind {
     Read = 0,
     /// An unconditional INSERT, UPDATE or DELETE.
     Write = 1,
-    /// A conditional write (`IF ...`: Paxos).
+    /// A conditional write or conditional batch (`IF ...`: Paxos).
     Lwt = 2,
-    /// A logged batch.
+    /// A logged batch without condition.
     Batch = 3,
     /// Schema statements, preparing statements.
     Other = 4,

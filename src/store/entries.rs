@@ -473,8 +473,8 @@ impl Store {
             let v = (values(gen), sentinel);
             let s = self.conn.session();
             let batch = &batch;
-            // A conditional batch of the entry and the sentinel guard.
-            let t = Tally::of(CqlKind::Batch, 2).and(CqlKind::Write, jobs.len() as u64);
+            // A conditional batch (Paxos) of the entry and the sentinel guard.
+            let t = Tally::of(CqlKind::Lwt, 2).and(CqlKind::Write, jobs.len() as u64);
             let applied = self.conn.run_as(t, async move {
                 let also = super::session::run_parallel(s.clone(), jobs);
                 super::session::applied_with(s.batch(batch, v), also).await
