@@ -132,7 +132,15 @@ fn counters_follow_what_the_mount_does() {
     let back = fs::read(m.join("a.bin")).expect("read a.bin");
     assert_eq!(back, data);
 
-    let after = scrape(port);
+    // A request is counted just after it is answered, and the kernel sends
+    // RELEASE after close(2) returned: wait until the last ones show.
+    let ops = ["write", "lookup", "create", "mkdir", "read", "release"];
+    let after = scrape_until(port, "every operation counted", |t| {
+        ops.iter().all(|op| {
+            let series = format!("cassfs_fuse_requests_total{{op=\"{op}\"}}");
+            value(t, &series) > value(&before, &series)
+        })
+    });
     let moved = |series: &str| value(&after, series) - value(&before, series);
     let written = moved("cassfs_written_bytes_total");
     assert!(
@@ -141,7 +149,7 @@ fn counters_follow_what_the_mount_does() {
     );
     let read = moved("cassfs_read_bytes_total");
     assert!(read >= data.len() as f64, "read bytes moved by {read}");
-    for op in ["write", "lookup", "create", "mkdir", "read", "release"] {
+    for op in ops {
         let n = moved(&format!("cassfs_fuse_requests_total{{op=\"{op}\"}}"));
         assert!(n >= 1.0, "fuse requests of {op} moved by {n}");
     }

@@ -154,14 +154,14 @@ impl OpenFiles {
     }
 
     /// Open handles, and bytes written and not yet committed (for metrics;
-    /// a file busy committing for more than a moment is left out).
+    /// files still busy, e.g. committing, after a moment are left out).
     fn sample(&self) -> crate::metrics::Sample {
         let open_files = self.handles.lock().len() as u64;
         let states: Vec<_> = self.registry.lock().states.values().cloned().collect();
-        let wait = std::time::Duration::from_millis(100);
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
         let dirty_bytes = states
             .iter()
-            .filter_map(|st| st.try_lock_for(wait))
+            .filter_map(|st| st.try_lock_until(until))
             .map(|st| st.dirty.values().map(|b| b.len() as u64).sum::<u64>())
             .sum();
         crate::metrics::Sample {
