@@ -745,9 +745,36 @@ mod tests {
             "cassfs_written_bytes_total 0",
             "cassfs_open_files 2",
             "cassfs_dirty_bytes 10",
-            "cassfs_session_heartbeat_age_seconds NaN",
+            "cassfs_session_heartbeat_age_seconds ",
         ] {
             assert!(text.contains(name), "{name} missing from:\n{text}");
         }
+    }
+
+    fn heartbeat_age(text: &str) -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix("cassfs_session_heartbeat_age_seconds "))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    #[test]
+    fn the_heartbeat_age_is_computed_when_scraped() {
+        let m = Metrics::new();
+        if HEARTBEAT_MS.load(Ordering::Relaxed) == 0 {
+            let age = heartbeat_age(&m.render(Sample::default()));
+            assert!(age.is_some_and(f64::is_nan), "{age:?} before any heartbeat");
+        }
+        HEARTBEAT_MS.store(now_ms() - 3_000, Ordering::Relaxed);
+        let age = heartbeat_age(&m.render(Sample::default())).unwrap_or(f64::NAN);
+        assert!(
+            (3.0..60.0).contains(&age),
+            "age {age} of a heartbeat 3 s ago"
+        );
+        heartbeat_done();
+        let age = heartbeat_age(&m.render(Sample::default())).unwrap_or(f64::NAN);
+        assert!(
+            (0.0..3.0).contains(&age),
+            "age {age} of a heartbeat just now"
+        );
     }
 }
