@@ -20,6 +20,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::metrics::{self, CacheKind};
 use crate::store::{now_ns, Content, Dentry, Hash, Inode};
 
 /// At most this many inodes and entries are cached; beyond it, the oldest
@@ -147,10 +148,13 @@ impl Cache {
     /// A cached inode younger than the TTL.
     pub fn inode(&self, ino: u64) -> Option<Inode> {
         let map = self.inodes.lock();
-        map.map
+        let got = map
+            .map
             .get(&ino)
             .filter(|t| self.fresh(t))
-            .map(|t| t.value.clone())
+            .map(|t| t.value.clone());
+        metrics::cache_lookup(CacheKind::Inodes, got.is_some());
+        got
     }
 
     /// A cached inode of any age (for serving while Cassandra is away).
@@ -180,10 +184,13 @@ impl Cache {
     pub fn dentry(&self, parent: u64, name: &[u8]) -> Option<Option<Dentry>> {
         let map = self.dentries.lock();
         if let Some(t) = map.get(&(parent, name.to_vec())).filter(|t| self.fresh(t)) {
+            metrics::cache_lookup(CacheKind::Entries, true);
             return Some(t.value.clone());
         }
         drop(map);
-        self.listed(parent, name)
+        let got = self.listed(parent, name);
+        metrics::cache_lookup(CacheKind::Entries, got.is_some());
+        got
     }
 
     pub fn put_dentry(&self, parent: u64, name: &[u8], d: Option<Dentry>) {
@@ -309,7 +316,9 @@ impl Cache {
     }
 
     pub fn block(&self, hash: &Hash) -> Option<Arc<Vec<u8>>> {
-        self.blocks.lock().get(hash)
+        let got = self.blocks.lock().get(hash);
+        metrics::cache_lookup(CacheKind::Blocks, got.is_some());
+        got
     }
 
     pub fn has_block(&self, hash: &Hash) -> bool {

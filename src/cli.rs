@@ -3,6 +3,7 @@
 //! commands of `crate::admin`).
 
 use std::ffi::OsString;
+use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -245,6 +246,10 @@ pub struct MountArgs {
           default_value = "false", default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub read_only: bool,
+    /// Serve Prometheus metrics on GET http://ADDR/metrics (e.g.
+    /// 127.0.0.1:9567; port 0 picks a free port). Off by default.
+    #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
+    pub metrics: Option<SocketAddr>,
 }
 
 /// Parses the command line. Help and version go to stdout (exit 0); an
@@ -283,6 +288,7 @@ const LONG_FLAGS: &[&str] = &[
     "cache_size",
     "allow_other",
     "read_only",
+    "metrics",
     "replication_factor",
     "replication-factor",
     "json",
@@ -382,6 +388,11 @@ fn size(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("'{s}' is too large"))
 }
 
+fn socket_addr(s: &str) -> Result<SocketAddr, String> {
+    s.parse()
+        .map_err(|_| format!("'{s}' is not an address and port (e.g. 127.0.0.1:9567)"))
+}
+
 fn environment(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
@@ -462,6 +473,28 @@ mod tests {
                 parse(&["cassfs", "-feed_interval", bad]).is_err(),
                 "-feed_interval {bad} must be refused"
             );
+        }
+    }
+
+    #[test]
+    fn metrics_takes_an_address_and_port() {
+        assert_eq!(parse(&["cassfs"]).expect("parses").mount.metrics, None);
+        let m = parse(&["cassfs", "-metrics", "127.0.0.1:9567"]).expect("go style");
+        assert_eq!(
+            m.mount.metrics,
+            Some("127.0.0.1:9567".parse().expect("addr"))
+        );
+        let m = parse(&["cassfs", "--metrics=[::1]:0"]).expect("gnu style");
+        assert_eq!(m.mount.metrics, Some("[::1]:0".parse().expect("addr")));
+        for bad in [
+            "not-an-addr",
+            "127.0.0.1",
+            "localhost:9567",
+            "1.2.3.4:99999",
+            "",
+        ] {
+            let e = parse(&["cassfs", "-metrics", bad]).expect_err(bad);
+            assert_eq!(e.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
         }
     }
 

@@ -20,6 +20,7 @@ use fuser::{
 use log::{debug, warn};
 
 use crate::error::{FsError, FsResult};
+use crate::metrics;
 use crate::ops::{self, Caller, SetAttr, SetTime, XattrReply};
 use crate::store::{Inode, Kind};
 use crate::workers::Pool;
@@ -69,9 +70,17 @@ impl CassFuse {
         self.notifier.clone()
     }
 
-    fn submit(&self, key: u64, job: impl FnOnce(&ops::Fs) + Send + 'static) {
+    /// Queues request `op` (its name in metrics) on the worker of `key`.
+    fn submit(&self, op: &'static str, key: u64, job: impl FnOnce(&ops::Fs) + Send + 'static) {
         if let Some(pool) = &self.pool {
-            pool.submit(key, Box::new(job));
+            let start = metrics::start();
+            pool.submit(
+                key,
+                Box::new(move |fs| {
+                    job(fs);
+                    metrics::fuse_done(op, start);
+                }),
+            );
         }
     }
 }
@@ -113,7 +122,7 @@ error_reply!(
 );
 
 /// Answers `reply` with `ok` on success, or with the error's errno.
-fn answer<R: ErrorReply, T>(op: &str, reply: R, res: FsResult<T>, ok: impl FnOnce(R, T)) {
+fn answer<R: ErrorReply, T>(op: &'static str, reply: R, res: FsResult<T>, ok: impl FnOnce(R, T)) {
     match res {
         Ok(v) => ok(reply, v),
         Err(e) => {
@@ -122,6 +131,7 @@ fn answer<R: ErrorReply, T>(op: &str, reply: R, res: FsResult<T>, ok: impl FnOnc
             } else {
                 warn!("{op}: {e}");
             }
+            metrics::fuse_error(op, e.errno());
             reply.fail(Errno::from_i32(e.errno()));
         }
     }
@@ -197,6 +207,7 @@ fn xattr_reply(reply: ReplyXattr, r: XattrReply) {
 fn entry_reply(reply: ReplyEntry, res: FsResult<Inode>, ttl: Duration, neg_ttl: Duration) {
     match res {
         Err(FsError::NotFound) if !neg_ttl.is_zero() => {
+            metrics::fuse_error("lookup", libc::ENOENT);
             let mut attr = file_attr(&Inode {
                 ino: 0,
                 ..placeholder()
@@ -247,7 +258,7 @@ impl Filesystem for CassFuse {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (name, ttl, neg) = (bytes(name), self.entry_ttl, self.negative_ttl);
-        self.submit(parent.0, move |fs| {
+        self.submit("lookup", parent.0, move |fs| {
             entry_reply(
                 reply,
                 fs.lookup(parent.0, &name),
@@ -259,7 +270,7 @@ impl Filesystem for CassFuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let ttl = self.entry_ttl;
-        self.submit(ino.0, move |fs| {
+        self.submit("getattr", ino.0, move |fs| {
             answer("getattr", reply, fs.getattr(ino.0), |r, i| {
                 r.attr(&fs.kernel_ttl(ttl), &file_attr(&i))
             })
@@ -293,7 +304,7 @@ impl Filesystem for CassFuse {
             mtime: mtime.map(set_time),
         };
         let ttl = self.entry_ttl;
-        self.submit(ino.0, move |fs| {
+        self.submit("setattr", ino.0, move |fs| {
             answer("setattr", reply, fs.setattr(ino.0, &set), |r, i| {
                 r.attr(&fs.kernel_ttl(ttl), &file_attr(&i))
             })
@@ -301,7 +312,7 @@ impl Filesystem for CassFuse {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.submit(ino.0, move |fs| {
+        self.submit("readlink", ino.0, move |fs| {
             answer("readlink", reply, fs.readlink(ino.0), |r, t| r.data(&t))
         });
     }
@@ -317,7 +328,7 @@ impl Filesystem for CassFuse {
         reply: ReplyEntry,
     ) {
         let (name, who, ttl) = (bytes(name), caller(req), self.entry_ttl);
-        self.submit(parent.0, move |fs| {
+        self.submit("mknod", parent.0, move |fs| {
             let res = fs.mknod(parent.0, &name, mode, rdev, who);
             answer("mknod", reply, res, |r, i| {
                 r.entry(&fs.kernel_ttl(ttl), &file_attr(&i), Generation(0))
@@ -335,7 +346,7 @@ impl Filesystem for CassFuse {
         reply: ReplyEntry,
     ) {
         let (name, who, ttl) = (bytes(name), caller(req), self.entry_ttl);
-        self.submit(parent.0, move |fs| {
+        self.submit("mkdir", parent.0, move |fs| {
             answer(
                 "mkdir",
                 reply,
@@ -347,14 +358,14 @@ impl Filesystem for CassFuse {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = bytes(name);
-        self.submit(parent.0, move |fs| {
+        self.submit("unlink", parent.0, move |fs| {
             answer("unlink", reply, fs.unlink(parent.0, &name), |r, ()| r.ok())
         });
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = bytes(name);
-        self.submit(parent.0, move |fs| {
+        self.submit("rmdir", parent.0, move |fs| {
             answer("rmdir", reply, fs.rmdir(parent.0, &name), |r, ()| r.ok())
         });
     }
@@ -369,7 +380,7 @@ impl Filesystem for CassFuse {
     ) {
         let (name, who, ttl) = (bytes(link_name), caller(req), self.entry_ttl);
         let target = target.as_os_str().as_bytes().to_vec();
-        self.submit(parent.0, move |fs| {
+        self.submit("symlink", parent.0, move |fs| {
             let res = fs.symlink(parent.0, &name, &target, who);
             answer("symlink", reply, res, |r, i| {
                 r.entry(&fs.kernel_ttl(ttl), &file_attr(&i), Generation(0))
@@ -388,7 +399,7 @@ impl Filesystem for CassFuse {
         reply: ReplyEmpty,
     ) {
         let (name, newname) = (bytes(name), bytes(newname));
-        self.submit(parent.0, move |fs| {
+        self.submit("rename", parent.0, move |fs| {
             let res = ops::RenameFlags::from_bits(flags.bits())
                 .and_then(|f| fs.rename(parent.0, &name, newparent.0, &newname, f));
             answer("rename", reply, res, |r, ()| r.ok())
@@ -404,7 +415,7 @@ impl Filesystem for CassFuse {
         reply: ReplyEntry,
     ) {
         let (newname, ttl) = (bytes(newname), self.entry_ttl);
-        self.submit(ino.0, move |fs| {
+        self.submit("link", ino.0, move |fs| {
             answer(
                 "link",
                 reply,
@@ -417,7 +428,7 @@ impl Filesystem for CassFuse {
     fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
         let flags = ops::OpenFlags::from_bits(flags.0);
         let notifier = self.notifier.clone();
-        self.submit(ino.0, move |fs| {
+        self.submit("open", ino.0, move |fs| {
             let res = fs.open(ino.0, flags);
             if let (Ok(o), Some(n)) = (&res, notifier.get()) {
                 if o.attrs_stale {
@@ -455,8 +466,9 @@ impl Filesystem for CassFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.submit(ino.0, move |fs| {
+        self.submit("read", ino.0, move |fs| {
             answer("read", reply, fs.read(fh.0, offset, size), |r, d| {
+                metrics::read_bytes(d.len());
                 r.data(&d)
             })
         });
@@ -475,8 +487,9 @@ impl Filesystem for CassFuse {
         reply: ReplyWrite,
     ) {
         let data = data.to_vec();
-        self.submit(ino.0, move |fs| {
+        self.submit("write", ino.0, move |fs| {
             answer("write", reply, fs.write(fh.0, offset, &data), |r, n| {
+                metrics::written_bytes(n as usize);
                 r.written(n)
             })
         });
@@ -490,7 +503,7 @@ impl Filesystem for CassFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        self.submit(ino.0, move |fs| {
+        self.submit("flush", ino.0, move |fs| {
             answer("flush", reply, fs.flush(fh.0), |r, ()| r.ok())
         });
     }
@@ -505,7 +518,7 @@ impl Filesystem for CassFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.submit(ino.0, move |fs| {
+        self.submit("release", ino.0, move |fs| {
             answer("release", reply, fs.release(fh.0), |r, ()| r.ok())
         });
     }
@@ -518,13 +531,13 @@ impl Filesystem for CassFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.submit(ino.0, move |fs| {
+        self.submit("fsync", ino.0, move |fs| {
             answer("fsync", reply, fs.fsync(fh.0), |r, ()| r.ok())
         });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
-        self.submit(ino.0, move |fs| {
+        self.submit("opendir", ino.0, move |fs| {
             answer("opendir", reply, fs.opendir(ino.0), |r, (fh, cached)| {
                 let mut f = FopenFlags::FOPEN_CACHE_DIR;
                 if cached {
@@ -543,17 +556,19 @@ impl Filesystem for CassFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.submit(ino.0, move |fs| match fs.readdir(fh.0, offset, 1024) {
-            Ok(entries) => {
-                for (next, e) in entries {
-                    let name = OsStr::from_bytes(&e.name);
-                    if reply.add(INodeNo(e.ino), next, file_type(e.kind), name) {
-                        break;
+        self.submit("readdir", ino.0, move |fs| {
+            match fs.readdir(fh.0, offset, 1024) {
+                Ok(entries) => {
+                    for (next, e) in entries {
+                        let name = OsStr::from_bytes(&e.name);
+                        if reply.add(INodeNo(e.ino), next, file_type(e.kind), name) {
+                            break;
+                        }
                     }
+                    reply.ok()
                 }
-                reply.ok()
+                Err(e) => answer("readdir", reply, Err::<(), _>(e), |_, ()| {}),
             }
-            Err(e) => answer("readdir", reply, Err::<(), _>(e), |_, ()| {}),
         });
     }
 
@@ -566,19 +581,21 @@ impl Filesystem for CassFuse {
         mut reply: ReplyDirectoryPlus,
     ) {
         let ttl = self.entry_ttl;
-        self.submit(ino.0, move |fs| match fs.readdirplus(fh.0, offset, 256) {
-            Ok(entries) => {
-                let ttl = fs.kernel_ttl(ttl);
-                for (next, e, i) in entries {
-                    let name = OsStr::from_bytes(&e.name);
-                    let attr = file_attr(&i);
-                    if reply.add(INodeNo(e.ino), next, name, &ttl, &attr, Generation(0)) {
-                        break;
+        self.submit("readdirplus", ino.0, move |fs| {
+            match fs.readdirplus(fh.0, offset, 256) {
+                Ok(entries) => {
+                    let ttl = fs.kernel_ttl(ttl);
+                    for (next, e, i) in entries {
+                        let name = OsStr::from_bytes(&e.name);
+                        let attr = file_attr(&i);
+                        if reply.add(INodeNo(e.ino), next, name, &ttl, &attr, Generation(0)) {
+                            break;
+                        }
                     }
+                    reply.ok()
                 }
-                reply.ok()
+                Err(e) => answer("readdirplus", reply, Err::<(), _>(e), |_, ()| {}),
             }
-            Err(e) => answer("readdirplus", reply, Err::<(), _>(e), |_, ()| {}),
         });
     }
 
@@ -590,7 +607,7 @@ impl Filesystem for CassFuse {
         _flags: FuseOpenFlags,
         reply: ReplyEmpty,
     ) {
-        self.submit(ino.0, move |fs| {
+        self.submit("releasedir", ino.0, move |fs| {
             fs.releasedir(fh.0);
             reply.ok()
         });
@@ -609,7 +626,7 @@ impl Filesystem for CassFuse {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.submit(1, move |fs| {
+        self.submit("statfs", 1, move |fs| {
             let s = fs.statfs();
             reply.statfs(
                 s.blocks, s.bfree, s.bfree, s.files, s.ffree, s.bsize, s.namelen, s.bsize,
@@ -628,7 +645,7 @@ impl Filesystem for CassFuse {
         reply: ReplyEmpty,
     ) {
         let (name, value) = (bytes(name), value.to_vec());
-        self.submit(ino.0, move |fs| {
+        self.submit("setxattr", ino.0, move |fs| {
             let res = fs.setxattr(ino.0, &name, &value, flags);
             answer("setxattr", reply, res, |r, ()| r.ok())
         });
@@ -636,7 +653,7 @@ impl Filesystem for CassFuse {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let name = bytes(name);
-        self.submit(ino.0, move |fs| {
+        self.submit("getxattr", ino.0, move |fs| {
             answer(
                 "getxattr",
                 reply,
@@ -647,14 +664,14 @@ impl Filesystem for CassFuse {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.submit(ino.0, move |fs| {
+        self.submit("listxattr", ino.0, move |fs| {
             answer("listxattr", reply, fs.listxattr(ino.0, size), xattr_reply)
         });
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         let name = bytes(name);
-        self.submit(ino.0, move |fs| {
+        self.submit("removexattr", ino.0, move |fs| {
             answer(
                 "removexattr",
                 reply,
@@ -666,7 +683,7 @@ impl Filesystem for CassFuse {
 
     fn access(&self, req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         let who = caller(req);
-        self.submit(ino.0, move |fs| {
+        self.submit("access", ino.0, move |fs| {
             answer(
                 "access",
                 reply,
@@ -688,7 +705,7 @@ impl Filesystem for CassFuse {
     ) {
         let (name, who, ttl) = (bytes(name), caller(req), self.entry_ttl);
         let flags = ops::OpenFlags::from_bits(flags);
-        self.submit(parent.0, move |fs| {
+        self.submit("create", parent.0, move |fs| {
             let res = fs.create(parent.0, &name, mode, flags, who);
             answer("create", reply, res, |r, (i, fh)| {
                 r.created(

@@ -10,6 +10,7 @@ pub mod cli;
 pub mod error;
 pub mod feed;
 pub mod fuse;
+pub mod metrics;
 pub mod mount;
 pub mod ops;
 pub mod sessions;

@@ -76,6 +76,7 @@ fn fuse_config(args: &MountArgs) -> Config {
 pub fn run(args: &MountArgs) -> Result<(), String> {
     init_logging(args.debug);
     check_mountpoint(&args.mount)?;
+    let metrics = args.metrics.map(crate::metrics::bind).transpose()?;
     let cfg = store_config(args);
     let store = Store::open(&cfg, args.owner, &args.environment).map_err(|e| e.to_string())?;
     // SAFETY: getuid/getgid cannot fail and have no preconditions.
@@ -95,6 +96,16 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
             .into_owned(),
     };
     let fs = Arc::new(Fs::new(store, fs_cfg, me).map_err(|e| e.to_string())?);
+    if let Some(server) = metrics {
+        let fs = Arc::downgrade(&fs);
+        server
+            .serve(move || {
+                fs.upgrade()
+                    .map(|fs| fs.open_files_sample())
+                    .unwrap_or_default()
+            })
+            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+    }
     let pool = Pool::new(fs.clone(), args.workers as usize)
         .map_err(|e| format!("cannot start workers: {e}"))?;
     let adapter = CassFuse::new(

@@ -156,6 +156,23 @@ impl OpenFiles {
         r.unlinked.remove(&ino)
     }
 
+    /// Open handles, and bytes written and not yet committed (for metrics;
+    /// files still busy, e.g. committing, after a moment are left out).
+    fn sample(&self) -> crate::metrics::Sample {
+        let open_files = self.handles.lock().len() as u64;
+        let states: Vec<_> = self.registry.lock().states.values().cloned().collect();
+        let until = std::time::Instant::now() + std::time::Duration::from_millis(200);
+        let dirty_bytes = states
+            .iter()
+            .filter_map(|st| st.try_lock_until(until))
+            .map(|st| st.dirty.values().map(|b| b.len() as u64).sum::<u64>())
+            .sum();
+        crate::metrics::Sample {
+            open_files,
+            dirty_bytes,
+        }
+    }
+
     pub(super) fn commit_all(&self, fs: &Fs) -> FsResult<()> {
         let states: Vec<_> = {
             let r = self.registry.lock();
@@ -195,6 +212,11 @@ fn append_range(out: &mut Vec<u8>, data: &[u8], from: u64, to: u64) {
 }
 
 impl Fs {
+    /// What the metrics sample of open files (see [`crate::metrics::Sample`]).
+    pub fn open_files_sample(&self) -> crate::metrics::Sample {
+        self.files.sample()
+    }
+
     /// Opens an existing inode; returns the handle and whether the kernel
     /// may keep the pages it cached (the content is unchanged since).
     /// An open for reading uses the cached inode while the change feed

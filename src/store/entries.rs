@@ -12,6 +12,8 @@ use scylla::serialize::row::SerializeRow;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 
+use crate::metrics::{CqlKind, Tally};
+
 use super::changes::Touched;
 use super::generations::{Attempt, FROZEN};
 use super::moves::RawDentry;
@@ -166,7 +168,8 @@ impl Store {
 
     fn read_rows<V: SerializeRow + Send>(&self, ps: &PreparedStatement, v: V) -> Result<Rows> {
         let s = self.conn.session();
-        self.conn.run(1, async move {
+        let t = Tally::of(CqlKind::of_statement(ps.get_statement()), 1);
+        self.conn.run_as(t, async move {
             split_rows(
                 s.execute_unpaged(ps, v)
                     .await
@@ -225,7 +228,7 @@ impl Store {
                 let s = self.conn.session();
                 let (pd, pi) = (&self.est.get, &self.st.get_inode);
                 let (owner, env) = (self.owner, self.env.as_str());
-                let (d, i) = self.conn.run(2, async {
+                let (d, i) = self.conn.run_as(Tally::of(CqlKind::Read, 2), async {
                     let (d, i) = tokio::join!(
                         async {
                             split_rows(
@@ -274,7 +277,7 @@ impl Store {
             let ps = &self.est.list;
             let key = self.dir_key(dir, gen);
             let state = paging.clone();
-            let (rows, next) = self.conn.run(1, async move {
+            let (rows, next) = self.conn.run_as(Tally::of(CqlKind::Read, 1), async move {
                 let (res, next) = s
                     .execute_single_page(ps, key, state)
                     .await
@@ -296,7 +299,7 @@ impl Store {
         let p = self.in_dir(parent, false, |gen| {
             let s = self.conn.session();
             let (ps, v) = (&self.est.small, self.dir_key(parent, gen));
-            let p = self.conn.run(1, async move {
+            let p = self.conn.run_as(Tally::of(CqlKind::Read, 1), async move {
                 parse_rows(
                     s.execute_unpaged(ps, v)
                         .await
@@ -328,7 +331,8 @@ impl Store {
                 let sentinel = self.sentinel_key(dir, gen);
                 let s = self.conn.session();
                 let (pp, ps) = (&self.est.page, &self.est.sentinel);
-                let (page, sentinel) = self.conn.run(2, async move {
+                let t = Tally::of(CqlKind::Read, 2);
+                let (page, sentinel) = self.conn.run_as(t, async move {
                     let (p, st) =
                         tokio::join!(s.execute_unpaged(pp, page), s.execute_unpaged(ps, sentinel));
                     let p = parse_rows(p.map_err(StoreError::request)?)?;
@@ -469,7 +473,9 @@ impl Store {
             let v = (values(gen), sentinel);
             let s = self.conn.session();
             let batch = &batch;
-            let applied = self.conn.run(2 + jobs.len() as u64, async move {
+            // A conditional batch (Paxos) of the entry and the sentinel guard.
+            let t = Tally::of(CqlKind::Lwt, 2).and(CqlKind::Write, jobs.len() as u64);
+            let applied = self.conn.run_as(t, async move {
                 let also = super::session::run_parallel(s.clone(), jobs);
                 super::session::applied_with(s.batch(batch, v), also).await
             })?;

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 
+use crate::metrics::{CqlKind, Tally};
+
 use super::session::{result_rows, Conn, Store, PARALLEL};
 use super::writes::Write;
 use super::{Kind, Result, StoreError};
@@ -174,7 +176,8 @@ impl Store {
         let s = self.conn.session();
         let ps = self.gt.sentinel.clone();
         let (owner, env, gens) = (self.owner, self.env.clone(), gens.to_vec());
-        self.conn.run(gens.len() as u64, async move {
+        let t = Tally::of(CqlKind::Read, gens.len() as u64);
+        self.conn.run_as(t, async move {
             let mut set = tokio::task::JoinSet::new();
             for (i, (dir, gen)) in gens.iter().copied().enumerate() {
                 let v = (owner, env.clone(), dir as i64, gen, Vec::<u8>::new());
@@ -269,7 +272,7 @@ impl Store {
         let key = (self.owner, self.env.clone(), dir as i64);
         let s = self.conn.session();
         let (k, ps) = (key.clone(), &self.gt.churn_add);
-        self.conn.run(1, async move {
+        self.conn.run_as(Tally::of(CqlKind::Write, 1), async move {
             let add = scylla::value::Counter(n);
             s.execute_unpaged(ps, (add, k.0, k.1, k.2))
                 .await
@@ -337,7 +340,8 @@ impl Store {
         for chunk in live.chunks(PARALLEL) {
             let s = self.conn.session();
             let (ps, key, chunk) = (self.gt.copy.clone(), key.clone(), chunk.to_vec());
-            self.conn.run(chunk.len() as u64, async move {
+            let t = Tally::of(CqlKind::Write, chunk.len() as u64);
+            self.conn.run_as(t, async move {
                 let mut set = tokio::task::JoinSet::new();
                 for (d, moving) in chunk {
                     let (s, ps, key) = (s.clone(), ps.clone(), key.clone());

@@ -17,6 +17,8 @@ use scylla::value::{CqlValue, Row};
 
 use parking_lot::Mutex;
 
+use crate::metrics::{self, CqlKind, Tally};
+
 use super::changes::{event_from_row, Event, Touched};
 use super::entries::EntryStatements;
 use super::generations::GenStatements;
@@ -119,16 +121,30 @@ impl Conn {
     }
 
     /// Runs one future on the runtime, bounded by the request timeout (with
-    /// a margin over the driver's own), counting `n` statements.
+    /// a margin over the driver's own), counting `n` statements not
+    /// classified for metrics (schema, preparing).
     pub(super) fn run<T, F>(&self, n: u64, fut: F) -> Result<T>
     where
         F: Future<Output = Result<T>>,
     {
-        self.statements.fetch_add(n, Ordering::Relaxed);
+        self.run_as(Tally::of(CqlKind::Other, n), fut)
+    }
+
+    /// [`Conn::run`] of a round trip whose statements are `t`: every
+    /// statement CassFS sends goes through here, counted and timed.
+    pub(super) fn run_as<T, F>(&self, t: Tally, fut: F) -> Result<T>
+    where
+        F: Future<Output = Result<T>>,
+    {
+        self.statements.fetch_add(t.total(), Ordering::Relaxed);
+        let start = metrics::start();
         let limit = self.timeout + Duration::from_secs(2);
-        self.rt
+        let res = self
+            .rt
             .block_on(async { tokio::time::timeout(limit, fut).await })
-            .unwrap_or(Err(StoreError::Timeout(limit)))
+            .unwrap_or(Err(StoreError::Timeout(limit)));
+        metrics::cql_done(&t, start, res.is_ok());
+        res
     }
 
     /// Runs a schema statement (not prepared).
@@ -362,7 +378,8 @@ impl Store {
         V: scylla::serialize::row::SerializeRow + Send,
     {
         let s = self.conn.session();
-        self.conn.run(1, async move {
+        let t = Tally::of(CqlKind::of_statement(ps.get_statement()), 1);
+        self.conn.run_as(t, async move {
             let res = s
                 .execute_unpaged(ps, values)
                 .await
@@ -430,9 +447,10 @@ impl Store {
     pub fn get_inode(&self, ino: u64) -> Result<Option<Inode>> {
         let s = self.conn.session();
         let (ps, env) = (&self.st.get_inode, self.env.as_str());
-        let got = self
-            .conn
-            .run(1, fetch_inode(&s, ps, self.owner, env, ino))?;
+        let got = self.conn.run_as(
+            Tally::of(CqlKind::Read, 1),
+            fetch_inode(&s, ps, self.owner, env, ino),
+        )?;
         Ok(got.map(|(i, gen)| self.noted(i, gen)))
     }
 
@@ -453,7 +471,8 @@ impl Store {
             let owner = self.owner;
             let env = self.env.clone();
             let chunk: Vec<u64> = chunk.to_vec();
-            let rows = self.conn.run(chunk.len() as u64, async move {
+            let t = Tally::of(CqlKind::Read, chunk.len() as u64);
+            let rows = self.conn.run_as(t, async move {
                 let mut set = tokio::task::JoinSet::new();
                 for (i, ino) in chunk.iter().enumerate() {
                     let (s, ps, env, ino) = (s.clone(), ps.clone(), env.clone(), *ino);
@@ -629,7 +648,9 @@ impl Store {
     {
         let (jobs, _) = self.prepare_writes(&also, touched)?;
         let s = self.conn.session();
-        self.conn.run(1 + jobs.len() as u64, async move {
+        let t = Tally::of(CqlKind::of_statement(ps.get_statement()), 1)
+            .and(CqlKind::Write, jobs.len() as u64);
+        self.conn.run_as(t, async move {
             let also = run_parallel(s.clone(), jobs);
             applied_with(s.execute_unpaged(ps, values), also).await
         })
@@ -693,7 +714,8 @@ impl Store {
     pub fn apply(&self, writes: Vec<Write>) -> Result<()> {
         let (jobs, used) = self.prepare_writes(&writes, Touched::none())?;
         let s = self.conn.session();
-        self.conn.run(jobs.len() as u64, run_parallel(s, jobs))?;
+        let t = Tally::of(CqlKind::Write, jobs.len() as u64);
+        self.conn.run_as(t, run_parallel(s, jobs))?;
         self.entries_landed(&writes, &used)
     }
 
@@ -708,7 +730,7 @@ impl Store {
             values.push(v);
         }
         let s = self.conn.session();
-        self.conn.run(1, async move {
+        self.conn.run_as(Tally::of(CqlKind::Batch, 1), async move {
             s.batch(&batch, values).await.map_err(StoreError::request)?;
             Ok(())
         })?;
@@ -722,7 +744,8 @@ impl Store {
             let ps = self.st.insert_block.clone();
             let owner = self.owner;
             let chunk = chunk.to_vec();
-            self.conn.run(chunk.len() as u64, async move {
+            let t = Tally::of(CqlKind::Write, chunk.len() as u64);
+            self.conn.run_as(t, async move {
                 let mut set = tokio::task::JoinSet::new();
                 for (hash, data) in chunk {
                     let (s, ps) = (s.clone(), ps.clone());
@@ -778,7 +801,8 @@ impl Store {
             let ps = self.st.get_block.clone();
             let owner = self.owner;
             let chunk = chunk.to_vec();
-            let got = self.conn.run(chunk.len() as u64, async move {
+            let t = Tally::of(CqlKind::Read, chunk.len() as u64);
+            let got = self.conn.run_as(t, async move {
                 let mut set = tokio::task::JoinSet::new();
                 for (i, hash) in chunk.iter().enumerate() {
                     let (s, ps, hash) = (s.clone(), ps.clone(), *hash);
@@ -824,7 +848,8 @@ impl Store {
             let (ins, del) = (self.st.insert_ref.clone(), self.st.delete_ref.clone());
             let (owner, env) = (self.owner, self.env.clone());
             let chunk = chunk.to_vec();
-            self.conn.run(chunk.len() as u64, async move {
+            let t = Tally::of(CqlKind::Write, chunk.len() as u64);
+            self.conn.run_as(t, async move {
                 let mut set = tokio::task::JoinSet::new();
                 let at = now_ns();
                 for (is_add, hash) in chunk {
