@@ -58,6 +58,7 @@ impl Session {
         };
         let held: Vec<u64> = self.held.lock().iter().copied().collect();
         self.store.renew_session(&info, &held, SESSION_TTL)?;
+        crate::metrics::heartbeat_done();
         Ok(())
     }
 

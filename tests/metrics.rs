@@ -123,6 +123,13 @@ fn counters_follow_what_the_mount_does() {
         assert!(before.contains(name), "{name} missing from:\n{before}");
     }
     assert!(before.trim_end().ends_with("# EOF"), "not OpenMetrics text");
+    // The session registered before the mount was served: its heartbeat
+    // is recent.
+    let age = value(&before, "cassfs_session_heartbeat_age_seconds");
+    assert!(
+        age.is_finite() && (0.0..30.0).contains(&age),
+        "heartbeat age {age} right after mounting"
+    );
 
     let data: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
     fs::write(m.join("a.bin"), &data).expect("write a.bin");

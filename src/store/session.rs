@@ -772,7 +772,8 @@ impl Store {
             let ps = self.st.block_exists.clone();
             let owner = self.owner;
             let chunk = chunk.to_vec();
-            let gone = self.conn.run(chunk.len() as u64, async move {
+            let t = Tally::of(CqlKind::Read, chunk.len() as u64);
+            let gone = self.conn.run_as(t, async move {
                 let mut set = tokio::task::JoinSet::new();
                 for hash in chunk {
                     let (s, ps) = (s.clone(), ps.clone());
