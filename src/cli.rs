@@ -62,6 +62,78 @@ pub enum Command {
     RmVolume(RmVolumeArgs),
 }
 
+/// How to log in to Cassandra and reach it: shared by the mount, `schema`
+/// and the operator commands.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ConnArgs {
+    /// Cassandra role to log in as (PasswordAuthenticator); the password
+    /// comes from -password_file or the CASSFS_PASSWORD environment variable.
+    #[arg(long)]
+    pub username: Option<String>,
+    /// File whose first line is the password of -username.
+    #[arg(long = "password_file", alias = "password-file")]
+    pub password_file: Option<PathBuf>,
+    /// Connect to Cassandra with TLS.
+    #[arg(long, num_args = 0..=1, default_value = "false", default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub tls: bool,
+    /// PEM file of the CAs that verify the servers (default: the system's).
+    #[arg(long = "tls_ca", alias = "tls-ca")]
+    pub tls_ca: Option<PathBuf>,
+    /// PEM client certificate, for servers that require one (mutual TLS).
+    #[arg(long = "tls_cert", alias = "tls-cert")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM key of -tls_cert.
+    #[arg(long = "tls_key", alias = "tls-key")]
+    pub tls_key: Option<PathBuf>,
+    /// Prefer this datacenter's nodes; LOCAL_QUORUM and LOCAL_SERIAL then
+    /// mean this datacenter.
+    #[arg(long)]
+    pub datacenter: Option<String>,
+}
+
+/// The environment variable holding the password of -username.
+pub const PASSWORD_ENV: &str = "CASSFS_PASSWORD";
+
+impl ConnArgs {
+    /// Adds the login, TLS and datacenter to a store configuration: a
+    /// one-line error for a missing or unreadable password or a TLS file
+    /// given without -tls.
+    pub fn apply(&self, cfg: &mut crate::store::StoreConfig) -> Result<(), String> {
+        if let Some(username) = &self.username {
+            let password = match &self.password_file {
+                Some(path) => std::fs::read_to_string(path)
+                    .map_err(|e| format!("password file {}: {e}", path.display()))?
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .to_string(),
+                None => std::env::var(PASSWORD_ENV).map_err(|_| {
+                    format!("-username {username} needs -password_file PATH or {PASSWORD_ENV}")
+                })?,
+            };
+            cfg.credentials = Some(crate::store::Credentials {
+                username: username.clone(),
+                password,
+            });
+        } else if self.password_file.is_some() {
+            return Err("-password_file needs -username".into());
+        }
+        let files = self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some();
+        if self.tls {
+            cfg.tls = Some(crate::store::TlsFiles {
+                ca: self.tls_ca.clone(),
+                cert: self.tls_cert.clone(),
+                key: self.tls_key.clone(),
+            });
+        } else if files {
+            return Err("-tls_ca, -tls_cert and -tls_key need -tls".into());
+        }
+        cfg.datacenter = self.datacenter.clone();
+        Ok(())
+    }
+}
+
 /// Where the keyspace is, for the operator commands.
 #[derive(Args, Debug, Clone)]
 pub struct KeyspaceArgs {
@@ -77,6 +149,8 @@ pub struct KeyspaceArgs {
     /// Print one JSON document instead of text.
     #[arg(long)]
     pub json: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -180,9 +254,15 @@ pub struct SchemaArgs {
         default_value_t = 1
     )]
     pub replication_factor: u32,
+    /// NetworkTopologyStrategy instead: replicas per datacenter, e.g.
+    /// `dc1:3,dc2:3` (the datacenter names of the nodes' snitch).
+    #[arg(long, value_parser = datacenters, conflicts_with = "replication_factor")]
+    pub datacenters: Option<Datacenters>,
     /// Seconds before a Cassandra request fails.
     #[arg(long, default_value = "10", value_parser = timeout_secs)]
     pub timeout: f64,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -246,6 +326,8 @@ pub struct MountArgs {
           default_value = "false", default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub read_only: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
     /// Serve Prometheus metrics on GET http://ADDR/metrics (e.g.
     /// 127.0.0.1:9567; port 0 picks a free port). Off by default.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
@@ -291,7 +373,15 @@ const LONG_FLAGS: &[&str] = &[
     "metrics",
     "replication_factor",
     "replication-factor",
+    "datacenters",
     "json",
+    "username",
+    "password_file",
+    "tls",
+    "tls_ca",
+    "tls_cert",
+    "tls_key",
+    "datacenter",
     "dry-run",
     "dry_run",
     "grace",
@@ -391,6 +481,25 @@ fn size(s: &str) -> Result<u64, String> {
 fn socket_addr(s: &str) -> Result<SocketAddr, String> {
     s.parse()
         .map_err(|_| format!("'{s}' is not an address and port (e.g. 127.0.0.1:9567)"))
+}
+
+/// Replicas per datacenter, as `--datacenters dc1:3,dc2:3` gives them.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Datacenters(pub Vec<(String, u32)>);
+
+fn datacenters(s: &str) -> Result<Datacenters, String> {
+    s.split(',')
+        .map(|part| {
+            let (dc, n) = part
+                .split_once(':')
+                .ok_or_else(|| format!("'{part}': a datacenter is NAME:REPLICAS"))?;
+            let n: u32 = n
+                .parse()
+                .map_err(|_| format!("'{part}': replicas must be a number"))?;
+            Ok((dc.trim().to_string(), n))
+        })
+        .collect::<Result<Vec<_>, String>>()
+        .map(Datacenters)
 }
 
 fn environment(s: &str) -> Result<String, String> {
@@ -525,6 +634,67 @@ mod tests {
             }
             other => panic!("not schema: {other:?}"),
         }
+    }
+
+    #[test]
+    fn logins_and_tls_are_checked() {
+        use crate::store::StoreConfig;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let pw = dir.path().join("pw");
+        std::fs::write(&pw, "s3cret\nignored\n").expect("write password file");
+        let m = parse(&[
+            "cassfs",
+            "-username",
+            "fs",
+            "-password_file",
+            pw.to_str().unwrap_or(""),
+        ])
+        .expect("parses")
+        .mount;
+        let mut cfg = StoreConfig::new("localhost", "ks");
+        m.conn.apply(&mut cfg).expect("password from the file");
+        let c = cfg.credentials.expect("credentials");
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("fs", "s3cret"));
+        assert!(
+            !format!("{c:?}").contains("s3cret"),
+            "Debug shows the password"
+        );
+        let m = parse(&["cassfs", "-password_file", "/nonexistent"])
+            .expect("parses")
+            .mount;
+        assert!(m.conn.apply(&mut StoreConfig::new("h", "k")).is_err());
+        let m = parse(&[
+            "cassfs",
+            "-username",
+            "fs",
+            "-password_file",
+            "/nonexistent",
+        ])
+        .expect("parses")
+        .mount;
+        let e = m
+            .conn
+            .apply(&mut StoreConfig::new("h", "k"))
+            .expect_err("missing file");
+        assert!(e.contains("/nonexistent") && !e.contains('\n'), "{e}");
+        let m = parse(&["cassfs", "-tls_ca", "/ca.pem"])
+            .expect("parses")
+            .mount;
+        assert!(
+            m.conn.apply(&mut StoreConfig::new("h", "k")).is_err(),
+            "-tls_ca without -tls"
+        );
+        let m = parse(&["cassfs", "-tls", "-tls_ca", "/ca.pem", "-datacenter", "dc2"])
+            .expect("parses")
+            .mount;
+        let mut cfg = StoreConfig::new("h", "k");
+        m.conn.apply(&mut cfg).expect("tls");
+        assert_eq!(cfg.tls.and_then(|t| t.ca), Some(PathBuf::from("/ca.pem")));
+        assert_eq!(cfg.datacenter.as_deref(), Some("dc2"));
+        let s = parse(&["cassfs", "schema", "--datacenters", "dc1:3,dc2:1"]).expect("parses");
+        assert!(matches!(s.command, Some(Command::Schema(a))
+            if a.datacenters == Some(Datacenters(vec![("dc1".into(), 3), ("dc2".into(), 1)]))));
+        assert!(parse(&["cassfs", "schema", "--datacenters", "dc1"]).is_err());
     }
 
     #[test]

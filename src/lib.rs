@@ -26,7 +26,12 @@ use store::StoreConfig;
 pub fn run_schema(args: &SchemaArgs) -> Result<(), String> {
     let mut cfg = StoreConfig::new(&args.server, &args.keyspace);
     cfg.request_timeout = Duration::from_secs_f64(args.timeout);
-    store::apply_schema(&cfg, args.replication_factor).map_err(|e| e.to_string())?;
+    args.conn.apply(&mut cfg)?;
+    let replication = match &args.datacenters {
+        Some(dcs) => store::Replication::Network(dcs.0.clone()),
+        None => store::Replication::Simple(args.replication_factor),
+    };
+    store::apply_schema(&cfg, &replication).map_err(|e| e.to_string())?;
     println!(
         "cassfs: schema ready in keyspace '{}' at {}",
         cfg.keyspace,

@@ -39,12 +39,13 @@ fn check_mountpoint(path: &Path) -> Result<(), String> {
     }
 }
 
-fn store_config(args: &MountArgs) -> StoreConfig {
+fn store_config(args: &MountArgs) -> Result<StoreConfig, String> {
     let mut cfg = StoreConfig::new(&args.server, &args.keyspace);
     cfg.consistency = args.consistency;
     cfg.request_timeout = Duration::from_secs_f64(args.timeout);
     cfg.connect_timeout = Duration::from_secs_f64(args.timeout.min(8.0));
-    cfg
+    args.conn.apply(&mut cfg)?;
+    Ok(cfg)
 }
 
 fn fuse_config(args: &MountArgs) -> Config {
@@ -77,7 +78,7 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     init_logging(args.debug);
     check_mountpoint(&args.mount)?;
     let metrics = args.metrics.map(crate::metrics::bind).transpose()?;
-    let cfg = store_config(args);
+    let cfg = store_config(args)?;
     let store = Store::open(&cfg, args.owner, &args.environment).map_err(|e| e.to_string())?;
     // SAFETY: getuid/getgid cannot fail and have no preconditions.
     let me = unsafe {

@@ -53,8 +53,10 @@ fn schema_twice_then_rows_round_trip() {
     // twice more through the library: idempotent.
     let ks = fresh_keyspace("store");
     let cfg = config(&ks);
-    apply_schema(&cfg, 1).expect("apply the schema a second time");
-    apply_schema(&cfg, 1).expect("apply the schema a third time");
+    apply_schema(&cfg, &cassfs::store::Replication::Simple(1))
+        .expect("apply the schema a second time");
+    apply_schema(&cfg, &cassfs::store::Replication::Simple(1))
+        .expect("apply the schema a third time");
 
     let store = Store::open(&cfg, 7, "test").expect("open the store");
     store.ensure_volume(0, 0).expect("ensure_volume");

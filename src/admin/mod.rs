@@ -85,6 +85,7 @@ pub fn connect(args: &KeyspaceArgs) -> CmdResult<Keyspace> {
     let mut cfg = StoreConfig::new(&args.server, &args.keyspace);
     cfg.request_timeout = Duration::from_secs_f64(args.timeout);
     cfg.connect_timeout = Duration::from_secs_f64(args.timeout.min(8.0));
+    args.conn.apply(&mut cfg)?;
     Keyspace::open(&cfg).map_err(|e| e.to_string())
 }
 

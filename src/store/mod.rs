@@ -20,6 +20,7 @@ mod removals;
 mod schema;
 mod session;
 mod sessions;
+mod tls;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -30,7 +31,7 @@ use std::time::Duration;
 pub use changes::{Event, FEED_BUCKET_SECS, FEED_RETENTION_SECS};
 pub use keyspace::{val, Columns, Keyspace, Values};
 pub use records::INODE_COLUMNS;
-pub use schema::{apply_schema, check_schema, SCHEMA_CQL};
+pub use schema::{apply_schema, check_schema, Replication, SCHEMA_CQL};
 pub use scylla::value::{CqlValue, Row};
 pub use session::Store;
 pub use sessions::{SessionInfo, SESSION_COLUMNS};
@@ -175,6 +176,39 @@ pub struct StoreConfig {
     pub request_timeout: Duration,
     /// Connecting (including the CQL handshake) fails after this long.
     pub connect_timeout: Duration,
+    /// Login for PasswordAuthenticator (`None`: no authentication).
+    pub credentials: Option<Credentials>,
+    /// TLS to Cassandra (`None`: plain text).
+    pub tls: Option<TlsFiles>,
+    /// Prefer this datacenter's nodes (`LOCAL_*` consistencies then mean it).
+    pub datacenter: Option<String>,
+}
+
+/// A user name and its password; the password never shows in `Debug`.
+#[derive(Clone)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "Credentials {{ username: {:?}, password: <hidden> }}",
+            self.username
+        )
+    }
+}
+
+/// The PEM files of a TLS connection.
+#[derive(Clone, Debug, Default)]
+pub struct TlsFiles {
+    /// CAs that verify the servers (`None`: the system's).
+    pub ca: Option<std::path::PathBuf>,
+    /// A client certificate and its key, for mutual TLS.
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
 impl StoreConfig {
@@ -185,6 +219,9 @@ impl StoreConfig {
             consistency: Consistency::LocalQuorum,
             request_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(8),
+            credentials: None,
+            tls: None,
+            datacenter: None,
         }
     }
 

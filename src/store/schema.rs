@@ -50,20 +50,53 @@ fn statements() -> impl Iterator<Item = String> {
         .into_iter()
 }
 
-/// Creates the keyspace (SimpleStrategy with `replication_factor`) and every
-/// table. Safe to run again: nothing existing is changed.
-pub fn apply_schema(cfg: &StoreConfig, replication_factor: u32) -> Result<()> {
-    valid_keyspace(&cfg.keyspace)?;
-    if replication_factor == 0 {
-        return Err(StoreError::Schema(
-            "replication factor must be at least 1".into(),
-        ));
+/// How a new keyspace is replicated.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Replication {
+    /// SimpleStrategy with this many replicas.
+    Simple(u32),
+    /// NetworkTopologyStrategy: replicas per datacenter.
+    Network(Vec<(String, u32)>),
+}
+
+impl Replication {
+    fn cql(&self) -> Result<String> {
+        let bad = |m: &str| Err(StoreError::Schema(m.to_string()));
+        match self {
+            Replication::Simple(0) => bad("replication factor must be at least 1"),
+            Replication::Simple(n) => Ok(format!(
+                "{{'class': 'SimpleStrategy', 'replication_factor': {n}}}"
+            )),
+            Replication::Network(dcs) if dcs.is_empty() => bad("no datacenter named"),
+            Replication::Network(dcs) => {
+                let mut parts = vec!["'class': 'NetworkTopologyStrategy'".to_string()];
+                for (dc, n) in dcs {
+                    let ok = !dc.is_empty()
+                        && dc
+                            .chars()
+                            .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+                    if !ok || *n == 0 {
+                        return bad(
+                            "a datacenter is NAME:REPLICAS (letters, digits, -_.; at least 1)",
+                        );
+                    }
+                    parts.push(format!("'{dc}': {n}"));
+                }
+                Ok(format!("{{{}}}", parts.join(", ")))
+            }
+        }
     }
+}
+
+/// Creates the keyspace (if it does not exist, replicated as `replication`
+/// says) and every table. Safe to run again: nothing existing is changed.
+pub fn apply_schema(cfg: &StoreConfig, replication: &Replication) -> Result<()> {
+    valid_keyspace(&cfg.keyspace)?;
+    let strategy = replication.cql()?;
     let conn = Conn::connect(cfg)?;
     let ks = &cfg.keyspace;
     conn.ddl(&format!(
-        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = \
-         {{'class': 'SimpleStrategy', 'replication_factor': {replication_factor}}}"
+        "CREATE KEYSPACE IF NOT EXISTS {ks} WITH replication = {strategy}"
     ))?;
     conn.use_keyspace(ks)?;
     for stmt in statements() {

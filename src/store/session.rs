@@ -10,6 +10,8 @@ use std::time::Duration;
 use scylla::client::execution_profile::ExecutionProfile;
 use scylla::client::session::Session;
 use scylla::client::session_builder::SessionBuilder;
+use scylla::policies::load_balancing::DefaultPolicy;
+use scylla::policies::timestamp_generator::MonotonicTimestampGenerator;
 use scylla::statement::batch::{Batch, BatchType};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::statement::{Consistency as CqlConsistency, SerialConsistency};
@@ -54,6 +56,18 @@ fn cql_consistency(c: Consistency) -> CqlConsistency {
     }
 }
 
+/// The serial consistency of conditional writes, matching the locality of
+/// the consistency level: LOCAL_SERIAL for the LOCAL_* levels and ONE/TWO/
+/// THREE, SERIAL for the cluster-wide ones.
+fn serial_consistency(c: Consistency) -> SerialConsistency {
+    match c {
+        Consistency::Quorum | Consistency::All | Consistency::EachQuorum => {
+            SerialConsistency::Serial
+        }
+        _ => SerialConsistency::LocalSerial,
+    }
+}
+
 /// A connected session and the runtime that drives it.
 pub struct Conn {
     // Declared before `rt`: dropped first (see Drop).
@@ -86,15 +100,32 @@ impl Conn {
             .enable_all()
             .build()
             .map_err(|e| unreachable(format!("cannot start I/O runtime: {e}")))?;
-        let profile = ExecutionProfile::builder()
+        let mut profile = ExecutionProfile::builder()
             .consistency(cql_consistency(cfg.consistency))
-            .serial_consistency(Some(SerialConsistency::LocalSerial))
-            .request_timeout(Some(cfg.request_timeout))
-            .build();
-        let builder = SessionBuilder::new()
+            .serial_consistency(Some(serial_consistency(cfg.consistency)))
+            .request_timeout(Some(cfg.request_timeout));
+        if let Some(dc) = &cfg.datacenter {
+            let policy = DefaultPolicy::builder()
+                .prefer_datacenter(dc.clone())
+                .permit_dc_failover(false)
+                .token_aware(true)
+                .build();
+            profile = profile.load_balancing_policy(policy);
+        }
+        // Client-side timestamps: one host's successive writes to a row
+        // apply in the order made, whatever the nodes' clocks.
+        let mut builder = SessionBuilder::new()
             .known_nodes(&cfg.servers)
             .connection_timeout(cfg.connect_timeout)
-            .default_execution_profile_handle(profile.into_handle());
+            .timestamp_generator(Arc::new(MonotonicTimestampGenerator::new()))
+            .default_execution_profile_handle(profile.build().into_handle());
+        if let Some(c) = &cfg.credentials {
+            builder = builder.user(c.username.clone(), c.password.clone());
+        }
+        if let Some(files) = &cfg.tls {
+            let ctx = super::tls::context(files).map_err(&unreachable)?;
+            builder = builder.tls_context(Some(ctx));
+        }
         let session = rt.block_on(async {
             match tokio::time::timeout(cfg.connect_timeout, builder.build()).await {
                 Ok(Ok(s)) => Ok(s),
