@@ -4,7 +4,8 @@
 //! copied (files of at most 64 KiB live inline in their inode row and are
 //! copied with it).
 //!
-//! Each inode row is read once and holds one committed version of its
+//! The source's tree is walked from the root (reads in proportion to the
+//! volume, not to the keyspace). Each inode row is read once and holds one committed version of its
 //! file, so a clone of a volume being written holds committed versions
 //! only. Entries whose inode was not read (created meanwhile) are left
 //! out, link counts are computed from the entries copied, and the target's
@@ -78,24 +79,22 @@ pub fn run(ks: &Keyspace, o: &CloneOptions, json_out: bool) -> CmdResult<()> {
         .ok_or_else(|| format!("clone: there is no volume ({}, {})", o.owner, o.from))??;
     let progress = Progress::new("clone");
     prepare_target(ks, &dst, o.force, &progress)?;
-    let scope = Scope {
-        owner: Some(o.owner),
-        environment: Some(o.from.clone()),
-    };
-    let rows = snapshot::volume_rows(ks, &scope, &progress)?;
-    let Some(tree) = rows.get(&src) else {
+    progress.stage("walking the tree");
+    let walked = snapshot::walk_entries(ks, &src, &progress)?;
+    let named: HashSet<u64> = walked.iter().map(|e| e.ino).chain([1]).collect();
+    let mut written = Written::default();
+    progress.stage("copying inodes");
+    let (found, reads) = read_inodes(ks, &src, &named)?;
+    if !found.contains(&1) {
         return Err(format!(
             "clone: volume ({}, {}) has no root",
             o.owner, o.from
         ));
-    };
-    let entries: Vec<&EntryRec> = tree.entries.iter().filter(|e| tree.alive(e.ino)).collect();
-    let copied: HashSet<u64> = entries.iter().map(|e| e.ino).chain([1]).collect();
-    let mut written = Written::default();
-    progress.stage("copying inodes");
+    }
+    // Entries whose inode was not read (removed meanwhile) are left out.
+    let entries: Vec<&EntryRec> = walked.iter().filter(|e| found.contains(&e.ino)).collect();
     let links = links(&entries);
-    let (refs, inodes) =
-        inode_statements(ks, &src, &dst, &copied, &links, &progress, &mut written)?;
+    let (refs, inodes) = inode_statements(ks, &dst, reads, &links, &progress, &mut written);
     let files = inodes.len() as u64;
     // References before the rows that use them, as a commit does.
     ks.run_all(refs).map_err(|e| e.to_string())?;
@@ -240,26 +239,18 @@ fn links(entries: &[&EntryRec]) -> Links {
     l
 }
 
-/// Inserts of the copied inodes into the target, every column as read
-/// but the links (from the entries) and the generation (entries are
-/// copied into generation 0); null columns are left out (a null written
-/// is a tombstone). With them, the block references of the content read.
-fn inode_statements(
+/// The inode rows of `inos` (every column), and which of them exist.
+fn read_inodes(
     ks: &Keyspace,
     src: &VolumeKey,
-    dst: &VolumeKey,
-    copied: &HashSet<u64>,
-    links: &Links,
-    progress: &Progress,
-    written: &mut Written,
-) -> CmdResult<(Vec<Stmt>, Vec<Stmt>)> {
+    inos: &HashSet<u64>,
+) -> CmdResult<(HashSet<u64>, Vec<crate::store::Row>)> {
     let k = ks.name();
-    let columns: Vec<&str> = INODE_COLUMNS.split(',').map(str::trim).collect();
     let cql = format!(
         "SELECT owner, environment, ino, {INODE_COLUMNS} FROM {k}.inodes WHERE owner = ? \
          AND environment = ? AND ino = ?"
     );
-    let reads = copied
+    let reads = inos
         .iter()
         .map(|ino| {
             (
@@ -268,10 +259,38 @@ fn inode_statements(
             )
         })
         .collect();
-    let rows = ks.run_all(reads).map_err(|e| e.to_string())?;
+    let rows: Vec<_> = ks
+        .run_all(reads)
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .flatten()
+        .filter(|r| r.int(3).is_some()) // `kind`: a complete row
+        .collect();
+    let found = rows
+        .iter()
+        .filter_map(|r| r.big(2))
+        .map(|i| i as u64)
+        .collect();
+    Ok((found, rows))
+}
+
+/// Inserts of the copied inodes into the target, every column as read
+/// but the links (from the entries) and the generation (entries are
+/// copied into generation 0); null columns are left out (a null written
+/// is a tombstone). With them, the block references of the content read.
+fn inode_statements(
+    ks: &Keyspace,
+    dst: &VolumeKey,
+    rows: Vec<crate::store::Row>,
+    links: &Links,
+    progress: &Progress,
+    written: &mut Written,
+) -> (Vec<Stmt>, Vec<Stmt>) {
+    let k = ks.name();
+    let columns: Vec<&str> = INODE_COLUMNS.split(',').map(str::trim).collect();
     let mut out = Vec::new();
     let mut refs = Vec::new();
-    for r in rows.into_iter().flatten() {
+    for r in rows {
         progress.tick();
         let Some(ino) = r.big(2) else { continue };
         let ino = ino as u64;
@@ -305,7 +324,7 @@ fn inode_statements(
         written.add(&values);
         out.push((cql, values));
     }
-    Ok((refs, out))
+    (refs, out)
 }
 
 /// The target's references to the distinct blocks of a block list.

@@ -293,3 +293,72 @@ pub fn refs(ks: &Keyspace, scope: &Scope, progress: &Progress) -> CmdResult<Vec<
     .map_err(|e| e.to_string())?;
     Ok(out)
 }
+
+/// A volume's current entries, walking its tree from the root: reads in
+/// proportion to the volume, not to the keyspace (what `clone` needs; a
+/// walk cannot find what is unreachable, a scan can).
+pub fn walk_entries(
+    ks: &Keyspace,
+    (owner, env): &VolumeKey,
+    progress: &Progress,
+) -> CmdResult<Vec<EntryRec>> {
+    let k = ks.name();
+    let gen_q =
+        format!("SELECT gen FROM {k}.inodes WHERE owner = ? AND environment = ? AND ino = ?");
+    let list_q = format!(
+        "SELECT name, ino, kind FROM {k}.dir_entries WHERE owner = ? AND environment = ? \
+         AND parent = ? AND gen = ?"
+    );
+    let vol = || vec![crate::store::val::big(*owner), crate::store::val::text(env)];
+    let mut out = Vec::new();
+    let mut seen = HashSet::from([1u64]);
+    let mut level = vec![1u64];
+    while !level.is_empty() {
+        let reads = level
+            .iter()
+            .map(|d| {
+                (
+                    gen_q.clone(),
+                    [vol(), vec![crate::store::val::big(*d as i64)]].concat(),
+                )
+            })
+            .collect();
+        let gens = ks.run_all(reads).map_err(|e| e.to_string())?;
+        let mut next = Vec::new();
+        for (dir, rows) in level.iter().zip(gens) {
+            let gen = rows.first().and_then(|r| r.big(0)).unwrap_or(0);
+            let v = [
+                vol(),
+                vec![
+                    crate::store::val::big(*dir as i64),
+                    crate::store::val::big(gen),
+                ],
+            ]
+            .concat();
+            ks.scan(&list_q, v, &mut |r| {
+                progress.tick();
+                let (Some(name), Some(ino), Some(kind)) = (r.blob(0), r.big(1), r.int(2)) else {
+                    return Ok(());
+                };
+                if name.is_empty() || ino < 0 {
+                    return Ok(());
+                }
+                let ino = ino as u64;
+                if kind == crate::store::Kind::Dir as i32 && seen.insert(ino) {
+                    next.push(ino);
+                }
+                out.push(EntryRec {
+                    parent: *dir,
+                    gen,
+                    name,
+                    ino,
+                    kind,
+                });
+                Ok(())
+            })
+            .map_err(|e| e.to_string())?;
+        }
+        level = next;
+    }
+    Ok(out)
+}
