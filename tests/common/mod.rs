@@ -978,3 +978,69 @@ pub fn env_u64(name: &str) -> Option<u64> {
             .unwrap_or_else(|e| panic!("{name}={v:?} is not a number: {e}")),
     )
 }
+
+// ---------------------------------------------------------------------------
+// Mounts with their own environment (tests/secure.rs)
+// ---------------------------------------------------------------------------
+
+impl Mount {
+    /// Like [`Mount::try_new`], but the daemon's environment first loses
+    /// the variables `remove`, then gets `set` (e.g. a password variable).
+    pub fn try_new_env<S: AsRef<OsStr>>(
+        args: &[S],
+        set: &[(&str, &str)],
+        remove: &[&str],
+    ) -> Result<Mount, String> {
+        cassandra_shared();
+        let dir = new_mountpoint();
+        let mut all: Vec<OsString> = vec!["--mount".into(), dir.clone().into()];
+        all.extend(args.iter().map(|a| a.as_ref().to_os_string()));
+        let logdir = tempfile::Builder::new()
+            .prefix("cassfs-log-")
+            .tempdir()
+            .expect("create a log directory");
+        let log = logdir.path().join("cassfs.log");
+        let out = File::create(&log).expect("create the daemon log");
+        let err = out.try_clone().expect("clone the daemon log handle");
+        let mut cmd = Command::new(BIN);
+        cmd.args(&all).stdin(Stdio::null()).stdout(out).stderr(err);
+        for name in remove {
+            cmd.env_remove(name);
+        }
+        for (name, value) in set {
+            cmd.env(name, value);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot spawn {BIN}: {e}"))?;
+        let mut m = Mount {
+            child: Some(child),
+            status: None,
+            dir,
+            owns_dir: true,
+            log,
+            _logdir: logdir,
+        };
+        let start = Instant::now();
+        loop {
+            if !m.is_alive() {
+                return Err(format!(
+                    "cassfs {all:?} exited with {:?} before mounting; output:\n{}",
+                    m.status,
+                    m.output()
+                ));
+            }
+            if is_cassfs_mounted(&m.dir) {
+                return Ok(m);
+            }
+            if start.elapsed() > MOUNT_TIMEOUT {
+                return Err(format!(
+                    "cassfs {all:?} did not mount {} within {MOUNT_TIMEOUT:?}; output:\n{}",
+                    m.dir.display(),
+                    m.output()
+                ));
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
