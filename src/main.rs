@@ -14,7 +14,9 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(msg) => {
-            eprintln!("cassfs: {msg}");
+            // One line, whatever the message carries.
+            let line = msg.split_whitespace().collect::<Vec<_>>().join(" ");
+            eprintln!("cassfs: {line}");
             ExitCode::FAILURE
         }
     }

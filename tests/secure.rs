@@ -49,7 +49,7 @@ const FAIL_LIMIT: Duration = Duration::from_secs(90);
 /// the daemon prints that text as it is. While that holds, the failures
 /// accept it (see [`expect_failure`]); set this to false once every error
 /// is one line.
-const TOLERATE_BROKEN_CHANNEL: bool = true;
+const TOLERATE_BROKEN_CHANNEL: bool = false;
 const BROKEN_CHANNEL: &str = "Failed to send/receive data needed to perform a request";
 
 /// One node started by this binary.

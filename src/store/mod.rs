@@ -254,6 +254,8 @@ pub fn split_servers(list: &str) -> Vec<String> {
 pub enum StoreError {
     #[error("cannot reach Cassandra at {addr}: {reason}")]
     Unreachable { addr: String, reason: String },
+    #[error("Cassandra at {addr} refused the login: {reason}")]
+    Login { addr: String, reason: String },
     #[error("{0}")]
     Schema(String),
     #[error("Cassandra request timed out after {0:?}")]

@@ -68,6 +68,34 @@ fn serial_consistency(c: Consistency) -> SerialConsistency {
     }
 }
 
+/// Why connecting failed, in one line: a refused login says so; a TLS
+/// failure whose cause the driver lost is diagnosed by a handshake of our
+/// own; a connection reset without TLS hints that the cluster may need it.
+fn connect_failure(
+    cfg: &StoreConfig,
+    tls: Option<&openssl::ssl::SslContext>,
+    reason: &str,
+) -> StoreError {
+    let addr = cfg.addresses();
+    let mut reason = reason.split_whitespace().collect::<Vec<_>>().join(" ");
+    let lower = reason.to_lowercase();
+    if lower.contains("authentication") || lower.contains("bad credentials") {
+        return StoreError::Login { addr, reason };
+    }
+    match tls {
+        Some(ctx) => {
+            if let Some(why) = super::tls::probe(ctx, &cfg.servers, cfg.connect_timeout) {
+                reason = format!("TLS handshake failed: {why}");
+            }
+        }
+        None if lower.contains("connection reset") || lower.contains("connection broken") => {
+            reason.push_str(" (if the cluster requires TLS, use -tls)");
+        }
+        None => {}
+    }
+    StoreError::Unreachable { addr, reason }
+}
+
 /// A connected session and the runtime that drives it.
 pub struct Conn {
     // Declared before `rt`: dropped first (see Drop).
@@ -122,14 +150,17 @@ impl Conn {
         if let Some(c) = &cfg.credentials {
             builder = builder.user(c.username.clone(), c.password.clone());
         }
-        if let Some(files) = &cfg.tls {
-            let ctx = super::tls::context(files).map_err(&unreachable)?;
-            builder = builder.tls_context(Some(ctx));
+        let tls = match &cfg.tls {
+            Some(files) => Some(super::tls::context(files).map_err(&unreachable)?),
+            None => None,
+        };
+        if let Some(ctx) = &tls {
+            builder = builder.tls_context(Some(ctx.clone()));
         }
         let session = rt.block_on(async {
             match tokio::time::timeout(cfg.connect_timeout, builder.build()).await {
                 Ok(Ok(s)) => Ok(s),
-                Ok(Err(e)) => Err(unreachable(e.to_string())),
+                Ok(Err(e)) => Err(connect_failure(cfg, tls.as_ref(), &e.to_string())),
                 Err(_) => Err(unreachable(format!(
                     "no CQL answer within {:?}",
                     cfg.connect_timeout

@@ -1,13 +1,29 @@
 //! The TLS context of connections to Cassandra, from PEM files: the CAs
 //! that verify the servers, and a client certificate for mutual TLS.
 
-use openssl::ssl::{SslContext, SslContextBuilder, SslFiletype, SslMethod, SslVerifyMode};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use openssl::ssl::{
+    ErrorCode, HandshakeError, Ssl, SslContext, SslContextBuilder, SslFiletype, SslMethod,
+    SslVerifyMode,
+};
 
 use super::TlsFiles;
 
 /// A TLS context verifying the servers; a one-line error naming the file
 /// that could not be used.
 pub(super) fn context(files: &TlsFiles) -> Result<SslContext, String> {
+    let named = [
+        ("CA file", &files.ca),
+        ("certificate", &files.cert),
+        ("key", &files.key),
+    ];
+    for (what, path) in named {
+        if let Some(p) = path {
+            std::fs::File::open(p).map_err(|e| format!("TLS {what} {}: {e}", p.display()))?;
+        }
+    }
     let mut b = SslContextBuilder::new(SslMethod::tls_client())
         .map_err(|e| format!("cannot set up TLS: {e}"))?;
     match &files.ca {
@@ -43,7 +59,46 @@ pub(super) fn context(files: &TlsFiles) -> Result<SslContext, String> {
     Ok(b.build())
 }
 
+/// The reason of the first error of a stack (OpenSSL prints the whole
+/// stack, codes and all).
 fn first_line(e: &openssl::error::ErrorStack) -> String {
-    let text = e.to_string();
-    text.lines().next().unwrap_or("unknown error").to_string()
+    e.errors()
+        .first()
+        .and_then(|x| x.reason())
+        .map(str::to_string)
+        .unwrap_or_else(|| e.to_string())
+}
+
+/// Why a TLS handshake with the first contact point that accepts a TCP
+/// connection fails, if it does: the driver can lose that cause. A server
+/// refusing the client's certificate says so after the handshake (TLS 1.3),
+/// on the first read.
+pub(super) fn probe(ctx: &SslContext, servers: &[String], limit: Duration) -> Option<String> {
+    let addr = servers
+        .iter()
+        .filter_map(|s| s.to_socket_addrs().ok())
+        .flatten()
+        .next()?;
+    let stream = TcpStream::connect_timeout(&addr, limit).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(1))).ok()?;
+    stream.set_write_timeout(Some(limit)).ok()?;
+    let ssl = Ssl::new(ctx).ok()?;
+    match ssl.connect(stream) {
+        Err(HandshakeError::Failure(mid)) => Some(ssl_reason(mid.error())),
+        Err(e) => Some(e.to_string()),
+        Ok(mut s) => {
+            let mut b = [0u8; 1];
+            match s.ssl_read(&mut b) {
+                Err(e) if e.code() == ErrorCode::SSL => Some(ssl_reason(&e)),
+                _ => None,
+            }
+        }
+    }
+}
+
+fn ssl_reason(e: &openssl::ssl::Error) -> String {
+    match e.ssl_error() {
+        Some(stack) => first_line(stack),
+        None => e.to_string(),
+    }
 }
