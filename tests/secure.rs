@@ -94,6 +94,14 @@ impl Node {
         r.stdout
     }
 
+    /// Stops the node (best effort: the binary is ending).
+    fn stop(&self) {
+        let r = self.script(&["stop"], Duration::from_secs(120));
+        if !r.success() {
+            eprintln!("secure: stopping {} failed: {}", self.addr, r.describe());
+        }
+    }
+
     /// Starts the node unless it answers with the wanted options already.
     fn start(&self) {
         let want = format!(
@@ -271,8 +279,7 @@ fn set_up(node: Node) -> Setup {
 
 /// The `--auth --tls` node (client certificates optional), set up once.
 fn tls_node() -> &'static Setup {
-    static S: OnceLock<Setup> = OnceLock::new();
-    S.get_or_init(|| {
+    TLS_NODE.get_or_init(|| {
         set_up(Node {
             home: repo_root().join("target/cassandra-secure"),
             addr: "127.0.0.4",
@@ -283,14 +290,34 @@ fn tls_node() -> &'static Setup {
 
 /// The `--auth --mtls` node (a client certificate required), set up once.
 fn mtls_node() -> &'static Setup {
-    static S: OnceLock<Setup> = OnceLock::new();
-    S.get_or_init(|| {
+    MTLS_NODE.get_or_init(|| {
         set_up(Node {
             home: repo_root().join("target/cassandra-mtls"),
             addr: "127.0.0.5",
             mode: "--mtls",
         })
     })
+}
+
+/// Tests of this file not finished yet: the last to finish (pass or fail)
+/// stops the nodes, so the test binaries after this one do not share the
+/// machine with them. (A filtered run leaves them running; a later start
+/// reuses them.)
+static UNFINISHED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(5);
+static TLS_NODE: OnceLock<Setup> = OnceLock::new();
+static MTLS_NODE: OnceLock<Setup> = OnceLock::new();
+
+struct TestEnd;
+
+impl Drop for TestEnd {
+    fn drop(&mut self) {
+        if UNFINISHED.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) != 1 {
+            return;
+        }
+        for s in [TLS_NODE.get(), MTLS_NODE.get()].into_iter().flatten() {
+            s.node.stop();
+        }
+    }
 }
 
 static OWNER: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
@@ -477,6 +504,7 @@ fn check_tree(m: &Mount, files: &[(PathBuf, Vec<u8>)]) {
 /// the password from the environment reads the same data.
 #[test]
 fn limited_role_mounts_over_tls_and_remount_reads_back() {
+    let _end = TestEnd;
     let s = tls_node();
     let owner = next_owner();
     let mut args = s.volume(owner);
@@ -511,6 +539,7 @@ fn limited_role_mounts_over_tls_and_remount_reads_back() {
 /// prints) nor in its output with `-debug`, from a file or the environment.
 #[test]
 fn password_stays_out_of_command_line_and_log() {
+    let _end = TestEnd;
     let s = tls_node();
     for from_file in [true, false] {
         let how = if from_file {
@@ -549,6 +578,7 @@ fn password_stays_out_of_command_line_and_log() {
 /// quickly, nothing mounted, no password printed.
 #[test]
 fn login_and_tls_failures_are_one_line() {
+    let _end = TestEnd;
     let s = tls_node();
     let vol = s.volume(next_owner());
     let with = |extra: &[String]| [vol.clone(), extra.to_vec()].concat();
@@ -696,6 +726,7 @@ fn login_and_tls_failures_are_one_line() {
 /// certificate fail in one line.
 #[test]
 fn mutual_tls_needs_a_valid_client_certificate() {
+    let _end = TestEnd;
     let s = mtls_node();
     let owner = next_owner();
     let mut args = s.volume(owner);
@@ -768,6 +799,7 @@ fn mutual_tls_needs_a_valid_client_certificate() {
 /// role (password from a file) see a live mount of that role.
 #[test]
 fn operator_commands_over_tls_as_limited_role() {
+    let _end = TestEnd;
     let s = tls_node();
     let owner = next_owner();
     let mut args = s.volume(owner);
