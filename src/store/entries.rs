@@ -49,6 +49,10 @@ pub(super) struct EntryStatements {
 /// The sentinel's `ino` (None: live) and the entries of some rows.
 type Rows = (Option<i64>, Vec<RawDentry>);
 
+/// Whether a conditional write of an entry applied, judged from the inode
+/// the entry names now (`None`: no entry).
+type Landed = dyn Fn(Option<u64>) -> bool;
+
 impl EntryStatements {
     pub(super) fn prepare(c: &Conn, ks: &str) -> Result<EntryStatements> {
         let key = "owner = ? AND environment = ? AND parent = ? AND gen = ?";
@@ -383,7 +387,10 @@ impl Store {
     ) -> Result<bool> {
         let moving = moving_from.unwrap_or_default();
         let t = Touched::name(parent, &d.name);
-        self.conditional_entry(parent, &self.est.create, &self.est.live, also, t, |gen| {
+        let want = d.ino;
+        let landed = move |now: Option<u64>| now == Some(want);
+        let target = (parent, d.name.as_slice(), &landed as &Landed);
+        self.conditional_entry(target, &self.est.create, &self.est.live, also, t, |gen| {
             let (k0, k1, k2, k3) = self.dir_key(parent, gen);
             let (ino, kind) = (d.ino as i64, d.kind as i32);
             (k0, k1, k2, k3, d.name.clone(), ino, kind, moving.clone())
@@ -403,7 +410,10 @@ impl Store {
     ) -> Result<bool> {
         let moving = moving_from.unwrap_or_default();
         let t = Touched::name(parent, &d.name);
-        self.conditional_entry(parent, &self.est.replace, &self.est.live, also, t, |gen| {
+        let want = d.ino;
+        let landed = move |now: Option<u64>| now == Some(want);
+        let target = (parent, d.name.as_slice(), &landed as &Landed);
+        self.conditional_entry(target, &self.est.replace, &self.est.live, also, t, |gen| {
             let (k0, k1, k2, k3) = self.dir_key(parent, gen);
             let (ino, kind) = (d.ino as i64, d.kind as i32);
             (
@@ -431,8 +441,11 @@ impl Store {
         also: Vec<Write>,
     ) -> Result<bool> {
         let t = Touched::name(parent, name);
+        // Gone, or naming another inode: removed (by this call or another;
+        // link counts are sets of names, so settling twice is harmless).
+        let landed = move |now: Option<u64>| now != Some(ino);
         let removed = self.conditional_entry(
-            parent,
+            (parent, name, &landed as &Landed),
             &self.est.remove,
             &self.est.unfrozen,
             also,
@@ -455,7 +468,7 @@ impl Store {
     /// again in the next one: true when the write applied.
     fn conditional_entry<V: SerializeRow + Send>(
         &self,
-        dir: u64,
+        (dir, name, landed): (u64, &[u8], &Landed),
         ps: &PreparedStatement,
         guard: &PreparedStatement,
         also: Vec<Write>,
@@ -475,10 +488,14 @@ impl Store {
             let batch = &batch;
             // A conditional batch (Paxos) of the entry and the sentinel guard.
             let t = Tally::of(CqlKind::Lwt, 2).and(CqlKind::Write, jobs.len() as u64);
-            let applied = self.conn.run_as(t, async move {
+            let sent = self.conn.run_as(t, async move {
                 let also = super::session::run_parallel(s.clone(), jobs);
                 super::session::applied_with(s.batch(batch, v), also).await
-            })?;
+            });
+            let applied = match sent {
+                Ok(applied) => applied,
+                Err(e) => self.settle_unknown(dir, name, landed).ok_or(e)?,
+            };
             if applied {
                 return Ok(Attempt::Done(true));
             }
@@ -489,6 +506,21 @@ impl Store {
                 Attempt::Done(false)
             })
         })
+    }
+
+    /// Whether a conditional write of entry `dir`/`name` whose outcome is
+    /// unknown (its coordinator died, or it timed out) applied, from the
+    /// entry read at SERIAL: a write under way is settled first. `None`
+    /// when that cannot be read either.
+    fn settle_unknown(&self, dir: u64, name: &[u8], landed: &Landed) -> Option<bool> {
+        for wait in [0, 500, 1500, 3000] {
+            std::thread::sleep(std::time::Duration::from_millis(wait));
+            match self.get_raw_dentry_serial(dir, name) {
+                Ok(d) => return Some(landed(d.map(|(d, _)| d.ino))),
+                Err(e) => log::debug!("settling a conditional write: {e}"),
+            }
+        }
+        None
     }
 
     /// Sets a directory's removal sentinel for an rmdir under way, a

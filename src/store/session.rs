@@ -96,6 +96,13 @@ fn connect_failure(
     StoreError::Unreachable { addr, reason }
 }
 
+/// Whether a statement may be sent twice: not a conditional write (Paxos
+/// would answer "not applied" the second time) nor a counter update.
+fn is_idempotent(cql: &str) -> bool {
+    let upper = cql.to_ascii_uppercase();
+    !(upper.contains(" IF ") || upper.contains("CHURN SET"))
+}
+
 /// A connected session and the runtime that drives it.
 pub struct Conn {
     // Declared before `rt`: dropped first (see Drop).
@@ -248,11 +255,18 @@ impl Conn {
         })
     }
 
+    /// Prepares a statement, marked idempotent unless it is conditional or
+    /// a counter update: the driver then retries it on another node when
+    /// its coordinator fails (with client-side timestamps, a write sent
+    /// twice is the same write).
     pub(super) fn prepare(&self, cql: String) -> Result<PreparedStatement> {
         let s = self.session();
-        self.run(1, async move {
+        let idempotent = is_idempotent(&cql);
+        let mut ps = self.run(1, async move {
             s.prepare(cql).await.map_err(StoreError::request)
-        })
+        })?;
+        ps.set_is_idempotent(idempotent);
+        Ok(ps)
     }
 }
 
@@ -706,16 +720,34 @@ impl Store {
         touched: Touched,
     ) -> Result<bool>
     where
-        V: scylla::serialize::row::SerializeRow + Send,
+        V: scylla::serialize::row::SerializeRow + Send + Clone,
     {
         let (jobs, _) = self.prepare_writes(&also, touched)?;
         let s = self.conn.session();
-        let t = Tally::of(CqlKind::of_statement(ps.get_statement()), 1)
-            .and(CqlKind::Write, jobs.len() as u64);
-        self.conn.run_as(t, async move {
+        let kind = CqlKind::of_statement(ps.get_statement());
+        let t = Tally::of(kind, 1).and(CqlKind::Write, jobs.len() as u64);
+        let again = values.clone();
+        let first = self.conn.run_as(t, async move {
             let also = run_parallel(s.clone(), jobs);
             applied_with(s.execute_unpaged(ps, values), also).await
-        })
+        });
+        match first {
+            Err(e) if kind == CqlKind::Lwt => {
+                // Outcome unknown (its coordinator failed): asked again, a
+                // condition that the first attempt made false answers "not
+                // applied", which callers treat as a change by another host
+                // (at worst an inode or reference is left for gc).
+                std::thread::sleep(Duration::from_millis(500));
+                let s = self.conn.session();
+                self.conn
+                    .run_as(Tally::of(kind, 1), async move {
+                        let res = s.execute_unpaged(ps, again).await;
+                        Ok(first_bool(result_rows(res.map_err(StoreError::request)?)?))
+                    })
+                    .map_err(|_| e)
+            }
+            other => other,
+        }
     }
 
     /// Takes the volume's lease for moving directories between parents
@@ -786,6 +818,8 @@ impl Store {
     pub fn apply_atomic(&self, writes: Vec<Write>) -> Result<()> {
         let (jobs, used) = self.prepare_writes(&writes, Touched::none())?;
         let mut batch = Batch::new(BatchType::Logged);
+        // No conditions, no counters, one timestamp: safe to send again.
+        batch.set_is_idempotent(true);
         let mut values = Vec::with_capacity(jobs.len());
         for (ps, (_, v)) in jobs {
             batch.append_statement(ps);
@@ -1007,4 +1041,26 @@ pub(super) async fn fetch_inode(
 /// Lower-case hex of a hash, for messages.
 pub fn hex(h: &[u8]) -> String {
     h.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_idempotent;
+
+    #[test]
+    fn only_plain_writes_and_reads_are_sent_twice() {
+        assert!(is_idempotent("SELECT * FROM ks.inodes WHERE owner = ?"));
+        assert!(is_idempotent(
+            "UPDATE ks.inodes SET names = names + ? WHERE ino = ?"
+        ));
+        assert!(!is_idempotent(
+            "INSERT INTO ks.dir_entries (a) VALUES (?) IF NOT EXISTS"
+        ));
+        assert!(!is_idempotent(
+            "DELETE FROM ks.inodes WHERE ino = ? IF names = null"
+        ));
+        assert!(!is_idempotent(
+            "UPDATE ks.churn SET removed = removed + ? WHERE parent = ?"
+        ));
+    }
 }
