@@ -140,12 +140,17 @@ impl Fs {
     fn make(&self, parent: u64, name: &[u8], mut inode: Inode) -> FsResult<Inode> {
         let p = self.load_dir(parent)?;
         inode.parent = p.ino;
-        match self.add_entry(&p, name, &inode)? {
-            Ok(()) => Ok(inode),
-            Err(Some(_)) => Err(FsError::Exists),
-            // No such name, yet not created: the directory is being removed.
-            Err(None) => Err(FsError::NotFound),
+        // Not created, yet no such name: another host's create of it was
+        // not settled yet (or it came and went); tried again a few times.
+        for _ in 0..CREATE_TRIES {
+            match self.add_entry(&p, name, &inode)? {
+                Ok(()) => return Ok(inode),
+                Err(Some(_)) => return Err(FsError::Exists),
+                Err(None) => std::thread::sleep(std::time::Duration::from_millis(100)),
+            }
         }
+        // Still no such name: the directory is being removed.
+        Err(FsError::NotFound)
     }
 
     /// A new inode to be named `name` in `parent`.

@@ -267,6 +267,28 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether the same request may succeed if sent again soon: a timeout,
+    /// a broken connection, too few replicas answering.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Timeout(_) | StoreError::Unreachable { .. } => true,
+            StoreError::Request(r) => {
+                let r = r.to_ascii_lowercase();
+                [
+                    "timed out",
+                    "timeout",
+                    "broken",
+                    "not enough nodes",
+                    "unavailable",
+                    "reset",
+                ]
+                .iter()
+                .any(|w| r.contains(w))
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn request(e: impl fmt::Display) -> StoreError {
         StoreError::Request(e.to_string())
     }

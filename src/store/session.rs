@@ -825,11 +825,25 @@ impl Store {
             batch.append_statement(ps);
             values.push(v);
         }
-        let s = self.conn.session();
-        self.conn.run_as(Tally::of(CqlKind::Batch, 1), async move {
-            s.batch(&batch, values).await.map_err(StoreError::request)?;
-            Ok(())
-        })?;
+        // A node that died and is not known dead yet makes the batch log's
+        // write time out: sent again (it is idempotent) until the request
+        // timeout has passed since the first attempt.
+        let deadline = std::time::Instant::now() + self.conn.timeout;
+        loop {
+            let s = self.conn.session();
+            let (batch, values) = (&batch, values.clone());
+            let sent = self.conn.run_as(Tally::of(CqlKind::Batch, 1), async move {
+                s.batch(batch, values).await.map_err(StoreError::request)?;
+                Ok(())
+            });
+            match sent {
+                Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                    log::debug!("logged batch failed, sending it again: {e}");
+                    std::thread::sleep(Duration::from_millis(500));
+                }
+                other => break other?,
+            }
+        }
         self.entries_landed(&writes, &used)
     }
 
