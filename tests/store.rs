@@ -212,10 +212,13 @@ fn schema_twice_then_rows_round_trip() {
         ..d.clone()
     };
     store
-        .apply_atomic(vec![
-            Write::DeleteDentry(1, name.clone(), ino),
-            Write::PutDentry(1, renamed.clone()),
-        ])
+        .apply_atomic(
+            vec![
+                Write::DeleteDentry(1, name.clone(), ino),
+                Write::PutDentry(1, renamed.clone()),
+            ],
+            false,
+        )
         .expect("rename batch");
     assert!(
         !store

@@ -258,7 +258,7 @@ impl Fs {
                 replaced = Some(self.link_gone(dst_inode, newparent, newname, now, &mut writes));
             }
         }
-        self.store.apply_atomic(writes)?;
+        self.store.apply_atomic(writes, true)?;
         self.cache.set_dentry(parent, name, None);
         self.cache
             .set_dentry(newparent, newname, Some(moved.clone()));
@@ -297,7 +297,7 @@ impl Fs {
             let c = Change::default().with_subdirs(SetOp::Remove(moved.ino));
             undo.push(Write::Update(newparent, c));
         }
-        self.store.apply_atomic(undo)?;
+        self.store.apply_atomic(undo, false)?;
         self.cache.set_dentry(newparent, &moved.name, None);
         Err(FsError::NotFound)
     }
@@ -335,7 +335,7 @@ impl Fs {
                 }
             }
         }
-        self.store.apply_atomic(writes)?;
+        self.store.apply_atomic(writes, false)?;
         self.cache.set_dentry(newparent, newname, Some(at_b));
         self.cache.set_dentry(parent, name, Some(at_a));
         for ino in [src.ino, dst.ino, parent, newparent] {

@@ -813,32 +813,57 @@ impl Store {
         self.entries_landed(&writes, &used)
     }
 
-    /// Applies writes as one logged batch: once Cassandra accepted it, all
-    /// of them happen, even if this process dies at once (one round trip).
-    pub fn apply_atomic(&self, writes: Vec<Write>) -> Result<()> {
-        let (jobs, used) = self.prepare_writes(&writes, Touched::none())?;
-        let mut batch = Batch::new(BatchType::Logged);
-        // No conditions, no counters, one timestamp: safe to send again.
+    /// Runs prepared writes as one batch (idempotent: sent again by the
+    /// driver on another node when its coordinator fails).
+    fn batch(&self, kind: BatchType, jobs: &[Job]) -> Result<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut batch = Batch::new(kind);
         batch.set_is_idempotent(true);
         let mut values = Vec::with_capacity(jobs.len());
         for (ps, (_, v)) in jobs {
-            batch.append_statement(ps);
-            values.push(v);
+            batch.append_statement(ps.clone());
+            values.push(v.clone());
         }
-        // A node that died and is not known dead yet makes the batch log's
-        // write time out: sent again (it is idempotent) until the request
-        // timeout has passed since the first attempt.
+        let s = self.conn.session();
+        self.conn.run_as(Tally::of(CqlKind::Batch, 1), async move {
+            s.batch(&batch, values).await.map_err(StoreError::request)?;
+            Ok(())
+        })
+    }
+
+    /// Applies writes as one logged batch: once Cassandra accepted it, all
+    /// of them happen, even if this process dies at once (one round trip).
+    /// `journaled`: the writes finish a journaled rename, which whoever
+    /// reads its new name next would finish anyway (`store/moves.rs`), so
+    /// when the batch log cannot be written (a node died and is not known
+    /// dead yet) they go as an unlogged batch instead.
+    pub fn apply_atomic(&self, writes: Vec<Write>, journaled: bool) -> Result<()> {
+        let (jobs, used) = self.prepare_writes(&writes, Touched::none())?;
+        // Sent again until the request timeout has passed since the first
+        // attempt: no conditions, no counters, one timestamp.
         let deadline = std::time::Instant::now() + self.conn.timeout;
         loop {
-            let s = self.conn.session();
-            let (batch, values) = (&batch, values.clone());
-            let sent = self.conn.run_as(Tally::of(CqlKind::Batch, 1), async move {
-                s.batch(batch, values).await.map_err(StoreError::request)?;
-                Ok(())
-            });
-            match sent {
+            match self.batch(BatchType::Logged, &jobs) {
+                Err(e) if journaled && e.to_string().contains("BatchLog") => {
+                    log::debug!(
+                        "the batch log cannot be written, sending the rename unlogged: {e}"
+                    );
+                    // What clears the journal goes last: until it lands, the
+                    // rename can be finished from its journal.
+                    let last =
+                        |w: &Write| matches!(w, Write::ClearMoving(..) | Write::Unjournal(_));
+                    let (tail, head): (Vec<_>, Vec<_>) =
+                        jobs.into_iter().zip(&writes).partition(|(_, w)| last(w));
+                    let strip =
+                        |v: Vec<(Job, &Write)>| v.into_iter().map(|(j, _)| j).collect::<Vec<_>>();
+                    self.batch(BatchType::Unlogged, &strip(head))?;
+                    self.batch(BatchType::Unlogged, &strip(tail))?;
+                    break;
+                }
                 Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
-                    log::debug!("logged batch failed, sending it again: {e}");
+                    log::debug!("batch failed, sending it again: {e}");
                     std::thread::sleep(Duration::from_millis(500));
                 }
                 other => break other?,
