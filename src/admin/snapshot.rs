@@ -182,6 +182,13 @@ fn inode_from_row(r: &Row) -> Option<InodeRec> {
     })
 }
 
+/// The volume of a row whose first columns are (owner, environment), if
+/// it is in scope.
+fn volume_of(r: &Row, scope: &Scope) -> Option<VolumeKey> {
+    let (o, e) = (r.big(0)?, r.text(1)?);
+    scope.contains(o, &e).then_some((o, e))
+}
+
 /// Every volume's inodes and current entries, within a scope.
 pub fn volume_rows(
     ks: &Keyspace,
@@ -197,14 +204,11 @@ pub fn volume_rows(
     );
     ks.scan(&cql, Vec::new(), &mut |r| {
         progress.tick();
-        let (Some(o), Some(e)) = (r.big(0), r.text(1)) else {
+        let Some(key) = volume_of(&r, scope) else {
             return Ok(());
         };
-        if !scope.contains(o, &e) {
-            return Ok(());
-        }
         if let Some(i) = inode_from_row(&r) {
-            vols.entry((o, e)).or_default().inodes.insert(i.ino, i);
+            vols.entry(key).or_default().inodes.insert(i.ino, i);
         }
         Ok(())
     })
@@ -216,12 +220,9 @@ pub fn volume_rows(
     );
     ks.scan(&cql, Vec::new(), &mut |r| {
         progress.tick();
-        let (Some(o), Some(e)) = (r.big(0), r.text(1)) else {
+        let Some(key) = volume_of(&r, scope) else {
             return Ok(());
         };
-        if !scope.contains(o, &e) {
-            return Ok(());
-        }
         let (Some(parent), Some(gen), Some(name)) = (r.big(2), r.big(3), r.blob(4)) else {
             return Ok(());
         };
@@ -233,7 +234,7 @@ pub fn volume_rows(
         if name.is_empty() || ino < 0 {
             return Ok(());
         }
-        let v = vols.entry((o, e)).or_default();
+        let v = vols.entry(key).or_default();
         let current = v.inodes.get(&(parent as u64)).map_or(0, |d| d.gen);
         if gen == current {
             v.entries.push(EntryRec {
