@@ -153,16 +153,23 @@ pub struct KeyspaceArgs {
     pub conn: ConnArgs,
 }
 
+/// Which volumes an operator command looks at.
 #[derive(Args, Debug, Clone)]
-pub struct StatusArgs {
-    #[command(flatten)]
-    pub ks: KeyspaceArgs,
+pub struct ScopeArgs {
     /// Only the volumes of this owner.
     #[arg(long)]
     pub owner: Option<i64>,
     /// Only the volumes of this environment.
     #[arg(long, value_parser = environment)]
     pub environment: Option<String>,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub ks: KeyspaceArgs,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -194,12 +201,8 @@ pub struct GcArgs {
 pub struct FsckArgs {
     #[command(flatten)]
     pub ks: KeyspaceArgs,
-    /// Only the volumes of this owner.
-    #[arg(long)]
-    pub owner: Option<i64>,
-    /// Only the volumes of this environment.
-    #[arg(long, value_parser = environment)]
-    pub environment: Option<String>,
+    #[command(flatten)]
+    pub scope: ScopeArgs,
     /// Fix what can be fixed without guessing, and say what was fixed.
     #[arg(long)]
     pub repair: bool,

@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::cli::{Command, KeyspaceArgs};
+use crate::cli::{Command, KeyspaceArgs, ScopeArgs};
 use crate::store::{Keyspace, StoreConfig};
 
 /// A failed command: the one line it prints.
@@ -28,13 +28,7 @@ pub fn run(cmd: Command) -> CmdResult<u8> {
     let secs = Duration::from_secs_f64;
     match cmd {
         Command::Schema(_) => Err("schema is not an operator command".into()),
-        Command::Status(a) => {
-            let scope = Scope {
-                owner: a.owner,
-                environment: a.environment,
-            };
-            status::run(&connect(&a.ks)?, &scope, a.ks.json).map(|()| 0)
-        }
+        Command::Status(a) => status::run(&connect(&a.ks)?, &a.scope.into(), a.ks.json).map(|()| 0),
         Command::Volumes(a) => {
             let scope = Scope {
                 owner: a.owner,
@@ -55,10 +49,7 @@ pub fn run(cmd: Command) -> CmdResult<u8> {
         }
         Command::Fsck(a) => {
             let opts = fsck::FsckOptions {
-                scope: Scope {
-                    owner: a.owner,
-                    environment: a.environment,
-                },
+                scope: a.scope.into(),
                 repair: a.repair,
                 grace: secs(a.grace),
             };
@@ -97,6 +88,15 @@ pub type VolumeKey = (i64, String);
 pub struct Scope {
     pub owner: Option<i64>,
     pub environment: Option<String>,
+}
+
+impl From<ScopeArgs> for Scope {
+    fn from(a: ScopeArgs) -> Scope {
+        Scope {
+            owner: a.owner,
+            environment: a.environment,
+        }
+    }
 }
 
 impl Scope {

@@ -4,9 +4,6 @@
 //! a [`Keyspace`] is not bound to one volume: the commands that use it see
 //! every volume of the keyspace. Blocking, like the rest of the store.
 
-use std::collections::HashMap;
-
-use parking_lot::Mutex;
 use scylla::response::{PagingState, PagingStateResponse};
 use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
@@ -24,7 +21,6 @@ const PAGE_ROWS: i32 = 2000;
 pub struct Keyspace {
     conn: Conn,
     ks: String,
-    prepared: Mutex<HashMap<String, PreparedStatement>>,
 }
 
 impl Keyspace {
@@ -36,7 +32,6 @@ impl Keyspace {
         Ok(Keyspace {
             conn,
             ks: cfg.keyspace.clone(),
-            prepared: Mutex::new(HashMap::new()),
         })
     }
 
@@ -46,12 +41,8 @@ impl Keyspace {
     }
 
     fn prepare(&self, cql: &str) -> Result<PreparedStatement> {
-        if let Some(ps) = self.prepared.lock().get(cql) {
-            return Ok(ps.clone());
-        }
-        let mut ps = self.conn.prepare(cql.to_string())?;
+        let mut ps = self.conn.prepared(cql)?;
         ps.set_page_size(PAGE_ROWS);
-        self.prepared.lock().insert(cql.to_string(), ps.clone());
         Ok(ps)
     }
 

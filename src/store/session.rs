@@ -110,6 +110,8 @@ pub struct Conn {
     rt: tokio::runtime::Runtime,
     timeout: Duration,
     statements: AtomicU64,
+    /// Statements prepared on first use, by text.
+    prepared: Mutex<HashMap<String, PreparedStatement>>,
 }
 
 impl Drop for Conn {
@@ -179,6 +181,7 @@ impl Conn {
             rt,
             timeout: cfg.request_timeout,
             statements: AtomicU64::new(0),
+            prepared: Mutex::new(HashMap::new()),
         })
     }
 
@@ -253,6 +256,16 @@ impl Conn {
                 .collect::<Result<Vec<_>>>()?;
             Ok(names)
         })
+    }
+
+    /// A statement prepared on first use, by text ([`Conn::prepare`]).
+    pub(super) fn prepared(&self, cql: &str) -> Result<PreparedStatement> {
+        if let Some(ps) = self.prepared.lock().get(cql) {
+            return Ok(ps.clone());
+        }
+        let ps = self.prepare(cql.to_string())?;
+        self.prepared.lock().insert(cql.to_string(), ps.clone());
+        Ok(ps)
     }
 
     /// Prepares a statement, marked idempotent unless it is conditional or
@@ -393,8 +406,6 @@ pub struct Store {
     pub(super) gens: Mutex<HashMap<u64, i64>>,
     /// Removals per directory not yet added to `churn`.
     pub(super) tally: Mutex<HashMap<u64, u32>>,
-    /// Statements of [`Write`]s, prepared on first use, by text.
-    prepared: Mutex<HashMap<String, PreparedStatement>>,
     /// The mount whose changes this store publishes to the change feed
     /// (`None`: no events, e.g. a command-line tool).
     origin: Option<String>,
@@ -426,7 +437,6 @@ impl Store {
             ks: cfg.keyspace.clone(),
             owner,
             env: environment.to_string(),
-            prepared: Mutex::new(HashMap::new()),
             origin: None,
         })
     }
@@ -795,12 +805,7 @@ impl Store {
 
     /// A statement prepared on first use, by text.
     pub(super) fn prepared(&self, cql: &str) -> Result<PreparedStatement> {
-        if let Some(ps) = self.prepared.lock().get(cql) {
-            return Ok(ps.clone());
-        }
-        let ps = self.conn.prepare(cql.to_string())?;
-        self.prepared.lock().insert(cql.to_string(), ps.clone());
-        Ok(ps)
+        self.conn.prepared(cql)
     }
 
     /// Runs independent writes concurrently: one round trip for all of them.
