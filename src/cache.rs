@@ -163,7 +163,10 @@ impl Cache {
     }
 
     pub fn put_inode(&self, inode: &Inode) {
-        let mut map = self.inodes.lock();
+        self.put_locked(&mut self.inodes.lock(), inode);
+    }
+
+    fn put_locked(&self, map: &mut Inodes, inode: &Inode) {
         if map.map.len() >= MAX_ENTRIES || map.bytes > self.inline_limit {
             map.evict_oldest_half();
         }
@@ -174,6 +177,26 @@ impl Cache {
                 at: Instant::now(),
             },
         );
+    }
+
+    /// Marks the start of a read of inodes from Cassandra, for
+    /// [`Cache::put_inode_read`].
+    pub fn inode_epoch(&self) -> u64 {
+        self.inodes.lock().forgets
+    }
+
+    /// Caches a copy read from Cassandra after `epoch`, unless an inode was
+    /// forgotten since: the change that made it forget may be newer than
+    /// the copy (a concurrent unlink, rename or feed event), and caching
+    /// the copy would bring back what it replaced. Then any cached copy of
+    /// the inode goes too (it may be older still).
+    pub fn put_inode_read(&self, inode: &Inode, epoch: u64) {
+        let mut map = self.inodes.lock();
+        if map.forgets == epoch {
+            self.put_locked(&mut map, inode);
+        } else {
+            map.remove(inode.ino);
+        }
     }
 
     pub fn forget_inode(&self, ino: u64) {
@@ -336,6 +359,9 @@ impl Cache {
 struct Inodes {
     map: HashMap<u64, Timed<Inode>>,
     bytes: usize,
+    /// Counts the times inodes were forgotten, so that a copy read before
+    /// one of them is not cached after it ([`Cache::put_inode_read`]).
+    forgets: u64,
 }
 
 fn content_bytes(i: &Inode) -> usize {
@@ -354,12 +380,14 @@ impl Inodes {
     }
 
     fn remove(&mut self, ino: u64) {
+        self.forgets += 1;
         if let Some(old) = self.map.remove(&ino) {
             self.bytes = self.bytes.saturating_sub(content_bytes(&old.value));
         }
     }
 
     fn clear(&mut self) {
+        self.forgets += 1;
         self.map.clear();
         self.bytes = 0;
     }
@@ -465,6 +493,21 @@ mod tests {
             content: Content::Inline(Arc::new(vec![0; inline])),
             xattrs: BTreeMap::new(),
         }
+    }
+
+    #[test]
+    fn a_copy_read_before_a_forget_is_not_cached() {
+        let c = Cache::new(Duration::from_secs(60), 1 << 20);
+        let mut old = file(7, 0);
+        c.put_inode(&old);
+        let epoch = c.inode_epoch();
+        c.forget_inode(9); // a concurrent change elsewhere
+        old.nlink = 0;
+        c.put_inode_read(&old, epoch);
+        assert!(c.stale_inode(7).is_none(), "older copy dropped, not cached");
+        let epoch = c.inode_epoch();
+        c.put_inode_read(&old, epoch);
+        assert_eq!(c.inode(7).map(|i| i.nlink), Some(0));
     }
 
     #[test]

@@ -601,17 +601,23 @@ impl Fs {
         let added: Vec<Hash> = new.difference(&old).copied().collect();
         let removed: Vec<Hash> = old.difference(&new).copied().collect();
         self.reference_reused(st, &added)?;
-        let mut inode = self
-            .cache
-            .stale_inode(st.base.ino)
-            .unwrap_or_else(|| st.base.clone());
+        let mut inode = st.base.clone();
         inode.size = st.size;
         inode.content = content;
         inode.version = rand::random::<i64>();
         inode.mtime_ns = st.mtime_ns;
         inode.ctime_ns = now_ns().max(st.mtime_ns);
         self.store.update_content(&inode)?;
-        self.cache.put_inode(&inode);
+        // Only the content and times changed: the cached copy (if any) is
+        // updated in place, so that a change another request made to the
+        // rest of the inode meanwhile (its names, by an unlink) stays.
+        self.cache.update_inode(inode.ino, |c| {
+            c.size = inode.size;
+            c.content = inode.content.clone();
+            c.version = inode.version;
+            c.mtime_ns = inode.mtime_ns;
+            c.ctime_ns = inode.ctime_ns;
+        });
         self.files.page_versions.lock().remove(&inode.ino);
         self.store.change_refs(inode.ino, &[], &removed)?;
         st.base = inode;

@@ -191,10 +191,11 @@ impl Fs {
             .filter(|(_, a)| a.is_none())
             .map(|((_, e), _)| e.ino)
             .collect();
+        let epoch = self.cache.inode_epoch();
         let mut fetched = self.store.get_inodes(&missing)?.into_iter();
         for a in attrs.iter_mut().filter(|a| a.is_none()) {
             if let Some(Some(i)) = fetched.next() {
-                self.cache.put_inode(&i);
+                self.cache.put_inode_read(&i, epoch);
                 *a = Some(i);
             }
         }

@@ -307,9 +307,10 @@ impl Fs {
             return Ok(i);
         }
         let stale = || self.cache.stale_inode(ino).map(Some);
+        let epoch = self.cache.inode_epoch();
         match self.outage.read(|| self.store.get_inode(ino), stale)? {
             Some(i) => {
-                self.cache.put_inode(&i);
+                self.cache.put_inode_read(&i, epoch);
                 Ok(i)
             }
             None => {
@@ -425,8 +426,9 @@ impl Fs {
             .filter(|d| self.cache.inode(d.ino).is_none())
             .map(|d| d.ino)
             .collect();
+        let epoch = self.cache.inode_epoch();
         for i in self.store.get_inodes(&unknown)?.into_iter().flatten() {
-            self.cache.put_inode(&i);
+            self.cache.put_inode_read(&i, epoch);
         }
         let by_name: crate::cache::Listing =
             list.into_iter().map(|d| (d.name.clone(), d)).collect();

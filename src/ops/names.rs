@@ -399,10 +399,11 @@ impl Fs {
         };
         self.cache.forget_inode(i.ino);
         if self.files.is_open(i.ino) {
+            let epoch = self.cache.inode_epoch();
             match self.store.get_inode(i.ino)? {
                 None => return Ok(()),
                 Some(now) if now.nlink > 0 => {
-                    self.cache.put_inode(&now);
+                    self.cache.put_inode_read(&now, epoch);
                     return Ok(());
                 }
                 Some(_) if self.files.mark_unlinked(i.ino) => {

@@ -88,8 +88,9 @@ impl Fs {
             if cur == ROOT {
                 return Ok(());
             }
+            let epoch = self.cache.inode_epoch();
             let i = self.store.get_inode(cur)?.ok_or(FsError::NotFound)?;
-            self.cache.put_inode(&i);
+            self.cache.put_inode_read(&i, epoch);
             cur = i.parent;
         }
         Err(FsError::Invalid)

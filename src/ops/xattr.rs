@@ -78,6 +78,7 @@ impl Fs {
         }
         // Checked against Cassandra, not the cache: another mount may have
         // set or removed the attribute.
+        let epoch = self.cache.inode_epoch();
         let mut i = self.store.get_inode(ino)?.ok_or(FsError::NotFound)?;
         let present = i.xattrs.contains_key(name);
         if flags & libc::XATTR_CREATE != 0 && present {
@@ -99,13 +100,14 @@ impl Fs {
         self.store.set_xattr(ino, name, value, now)?;
         i.xattrs.insert(name.to_vec(), value.to_vec());
         i.ctime_ns = now;
-        self.cache.put_inode(&i);
+        self.cache.put_inode_read(&i, epoch);
         Ok(())
     }
 
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
         self.writable()?;
         check_name(name)?;
+        let epoch = self.cache.inode_epoch();
         let mut i = self.store.get_inode(ino)?.ok_or(FsError::NotFound)?;
         if i.xattrs.remove(name).is_none() {
             return Err(FsError::NoAttr);
@@ -113,7 +115,7 @@ impl Fs {
         let now = now_ns();
         self.store.remove_xattr(ino, name, now)?;
         i.ctime_ns = now;
-        self.cache.put_inode(&i);
+        self.cache.put_inode_read(&i, epoch);
         Ok(())
     }
 }
