@@ -204,11 +204,25 @@ pub fn check(ks: &Keyspace, opts: &FsckOptions, progress: &Progress) -> CmdResul
     Ok(report)
 }
 
+impl Volume<'_> {
+    /// The key of inode `ino` of this volume.
+    fn inode_key(&self, ino: u64) -> Values {
+        vec![
+            val::big(self.key.0),
+            val::text(&self.key.1),
+            val::big(ino as i64),
+        ]
+    }
+}
+
 /// A repair and the problem it fixes; conditional ones count only when
 /// they applied.
 struct Fix {
     problem: Problem,
     stmt: Stmt,
+    /// A read that cancels the repair when it finds a row now (the scan
+    /// raced a change: a name created while its inode row was written).
+    unless_found: Option<Stmt>,
 }
 
 struct Volume<'a> {
@@ -252,6 +266,8 @@ impl Volume<'_> {
     /// Names pointing at missing inodes, and kinds that disagree.
     fn check_entries(&self, report: &mut FsckReport, fixes: &mut Vec<Fix>) {
         let k = self.ks.name();
+        let inode_q =
+            format!("SELECT ino FROM {k}.inodes WHERE owner = ? AND environment = ? AND ino = ?");
         for e in &self.v.entries {
             let entry_key = vec![
                 val::big(self.key.0),
@@ -280,6 +296,7 @@ impl Volume<'_> {
                     fixes.push(Fix {
                         problem: Problem::DanglingName,
                         stmt: (cql, v),
+                        unless_found: Some((inode_q.clone(), self.inode_key(e.ino))),
                     });
                 }
                 Some(kind) if kind != e.kind => {
@@ -300,6 +317,7 @@ impl Volume<'_> {
                     fixes.push(Fix {
                         problem: Problem::EntryKind,
                         stmt: (cql, v),
+                        unless_found: None,
                     });
                 }
                 Some(_) => {}
@@ -349,6 +367,7 @@ impl Volume<'_> {
                     fixes.push(Fix {
                         problem: Problem::UnnamedInode,
                         stmt: (cql, [key.clone(), cond].concat()),
+                        unless_found: None,
                     });
                 }
                 continue;
@@ -386,6 +405,7 @@ impl Volume<'_> {
                     fixes.push(Fix {
                         problem: Problem::LinkCount,
                         stmt: (cql, v),
+                        unless_found: None,
                     });
                 }
             } else {
@@ -411,6 +431,7 @@ impl Volume<'_> {
                     fixes.push(Fix {
                         problem: Problem::LinkCount,
                         stmt: (cql, v),
+                        unless_found: None,
                     });
                 }
             }
@@ -494,6 +515,7 @@ impl Volume<'_> {
                     fixes.push(Fix {
                         problem: Problem::MissingRef,
                         stmt: (cql, v),
+                        unless_found: None,
                     });
                 }
             }
@@ -517,8 +539,24 @@ impl Volume<'_> {
     }
 
     fn repair(&self, fixes: Vec<Fix>, report: &mut FsckReport) -> CmdResult<()> {
+        let checks: Vec<Stmt> = fixes
+            .iter()
+            .filter_map(|f| f.unless_found.clone())
+            .collect();
+        let mut found = self
+            .ks
+            .run_all(checks)
+            .map_err(|e| e.to_string())?
+            .into_iter();
+        let mut kept = Vec::with_capacity(fixes.len());
+        for f in fixes {
+            let cancelled = f.unless_found.is_some() && found.next().is_some_and(|r| !r.is_empty());
+            if !cancelled {
+                kept.push(f);
+            }
+        }
         let (problems, stmts): (Vec<Problem>, Vec<Stmt>) =
-            fixes.into_iter().map(|f| (f.problem, f.stmt)).unzip();
+            kept.into_iter().map(|f| (f.problem, f.stmt)).unzip();
         let results = self.ks.run_all(stmts).map_err(|e| e.to_string())?;
         for (p, rows) in problems.into_iter().zip(results) {
             // Unconditional writes return no rows; conditional ones say

@@ -812,10 +812,15 @@ impl Store {
     /// Each either happened or the call fails (some may have happened).
     pub fn apply(&self, writes: Vec<Write>) -> Result<()> {
         let (jobs, used) = self.prepare_writes(&writes, Touched::none())?;
+        self.run_jobs(jobs)?;
+        self.entries_landed(&writes, &used)
+    }
+
+    /// Runs prepared writes concurrently: one round trip.
+    pub(super) fn run_jobs(&self, jobs: Vec<Job>) -> Result<()> {
         let s = self.conn.session();
         let t = Tally::of(CqlKind::Write, jobs.len() as u64);
-        self.conn.run_as(t, run_parallel(s, jobs))?;
-        self.entries_landed(&writes, &used)
+        self.conn.run_as(t, run_parallel(s, jobs))
     }
 
     /// Runs prepared writes as one batch (idempotent: sent again by the
