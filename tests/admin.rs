@@ -773,8 +773,33 @@ fn fsck_dangling_name() {
         vol.owner,
         hex(b"ghost")
     ));
+    // Before the repair, a mount reads the name as absent (what a create
+    // killed between its name and its inode row leaves), and the name is
+    // still taken.
+    let m = vol.mount(&[]);
+    let ghost = m.path().join("ghost");
+    let err = std::fs::symlink_metadata(&ghost).expect_err("a dangling name has attributes");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::ENOENT),
+        "stat of a dangling name: {err}"
+    );
+    let err = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&ghost)
+        .expect_err("an O_EXCL create over a dangling name succeeded");
+    assert_eq!(
+        err.raw_os_error(),
+        Some(libc::EEXIST),
+        "O_EXCL over a dangling name: {err}"
+    );
+    drop(m);
     fsck_round(&vol, "dangling_names", true);
     let t = fresh_tree(&vol, "after repairing a dangling name");
+    let m = vol.mount(&[]);
+    std::fs::write(m.path().join("ghost"), b"back").expect("create after the repair");
+    drop(m);
     assert!(
         !t.nodes.contains_key("ghost"),
         "the dangling name is still listed"
