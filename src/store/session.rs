@@ -1037,30 +1037,34 @@ pub(super) fn result_rows(res: scylla::response::query_result::QueryResult) -> R
 }
 
 /// Awaits a conditional write and other writes together: whether the
-/// condition applied, or the first failure.
+/// condition applied, or the first failure. The other writes are polled
+/// first, so they are on their way before the conditional write: a process
+/// killed between the two leaves them without it (a new inode no name
+/// reaches yet, a rename's journal row with no new name: both harmless)
+/// rather than the conditional write without them.
 pub(super) async fn applied_with<E: std::fmt::Display>(
     lwt: impl Future<Output = std::result::Result<scylla::response::query_result::QueryResult, E>>,
     also: impl Future<Output = Result<()>>,
 ) -> Result<bool> {
-    let (lwt, rest) = tokio::join!(lwt, also);
+    let (rest, lwt) = tokio::join!(also, lwt);
     rest?;
     Ok(first_bool(result_rows(lwt.map_err(StoreError::request)?)?))
 }
 
-/// Runs prepared writes concurrently; fails if any failed.
+/// Runs prepared writes concurrently; fails if any failed. They are
+/// polled in this task, in order: each is handed to its connection when
+/// first polled, so a write polled before another is never sent after it
+/// on the same connection (see [`applied_with`]).
 pub(super) async fn run_parallel(
     s: Arc<Session>,
     jobs: Vec<(PreparedStatement, Cql)>,
 ) -> Result<()> {
-    let mut set = tokio::task::JoinSet::new();
-    for (ps, (_, values)) in jobs {
-        let s = s.clone();
-        set.spawn(async move { s.execute_unpaged(&ps, values).await });
-    }
-    while let Some(r) = set.join_next().await {
-        r.map_err(StoreError::request)?
-            .map_err(StoreError::request)?;
-    }
+    let sends = jobs
+        .iter()
+        .map(|(ps, (_, values))| s.execute_unpaged(ps, values));
+    futures::future::try_join_all(sends)
+        .await
+        .map_err(StoreError::request)?;
     Ok(())
 }
 
