@@ -18,7 +18,7 @@ use super::changes::Touched;
 use super::generations::{Attempt, FROZEN};
 use super::moves::RawDentry;
 use super::records::dentry_from_row;
-use super::session::{first_bool, Conn, Store, REMOVAL_MARK_TTL, SMALL_DIR};
+use super::session::{first_bool, result_rows, Conn, Store, REMOVAL_MARK_TTL, SMALL_DIR};
 use super::writes::Write;
 use super::{Dentry, Inode, Kind, Result, StoreError};
 
@@ -516,7 +516,15 @@ impl Store {
             let applied = match sent {
                 Ok(applied) => applied,
                 Err(e) => {
-                    let applied = self.settle_unknown(dir, name, landed).ok_or(e)?;
+                    let ask = || {
+                        let s = self.conn.session();
+                        let v = (values(gen), self.sentinel_key(dir, gen));
+                        self.conn.run_as(Tally::of(CqlKind::Lwt, 2), async move {
+                            let res = s.batch(batch, v).await.map_err(StoreError::request)?;
+                            Ok(first_bool(result_rows(res)?))
+                        })
+                    };
+                    let applied = self.settle_unknown((dir, name, landed), &ask).ok_or(e)?;
                     if applied {
                         // The entry is there; what goes with it (a new
                         // inode's row) may not be: written again, as it
@@ -539,12 +547,31 @@ impl Store {
     }
 
     /// Whether a conditional write of entry `dir`/`name` whose outcome is
-    /// unknown (its coordinator died, or it timed out) applied, from the
-    /// entry read at SERIAL: a write under way is settled first. `None`
-    /// when that cannot be read either.
-    fn settle_unknown(&self, dir: u64, name: &[u8], landed: &Landed) -> Option<bool> {
+    /// unknown (its coordinator died, or it timed out) applied: it is made
+    /// again (`ask`, the same write), then, unless that applied, the entry
+    /// is read at SERIAL. A read alone would not do: a proposal accepted
+    /// by a minority of replicas (one that then died) is invisible to it,
+    /// yet a later conditional write may still complete it; a proposal of
+    /// this mount that applies now supersedes it. Asking again is harmless
+    /// when the first write applied: its condition is then false (or, for
+    /// a create whose name another host removed meanwhile, the name comes
+    /// back with its inode, as if created after that removal). `None` when
+    /// no answer comes.
+    fn settle_unknown(
+        &self,
+        (dir, name, landed): (u64, &[u8], &Landed),
+        ask: &dyn Fn() -> Result<bool>,
+    ) -> Option<bool> {
         for wait in [0, 500, 1500, 3000] {
             std::thread::sleep(std::time::Duration::from_millis(wait));
+            match ask() {
+                Ok(true) => return Some(true),
+                Ok(false) => {}
+                Err(e) => {
+                    log::debug!("settling a conditional write: {e}");
+                    continue;
+                }
+            }
             match self.get_raw_dentry_serial(dir, name) {
                 Ok(d) => return Some(landed(d.map(|(d, _)| d.ino))),
                 Err(e) => log::debug!("settling a conditional write: {e}"),
