@@ -208,13 +208,12 @@ impl Fs {
         // the source until the batch clears it, journaled in the same round
         // trip: a rename interrupted in between is finished by the next
         // reader of the name or the next mount (store/moves.rs).
-        let key = name_key(newparent, newname);
+        // The file's names change in the batch, not beside the conditional
+        // write: the journal row goes first (`Store::conditional_entry`),
+        // and a process killed before the new name lands must leave the
+        // inode's names as they were.
         let from = Some(name_key(parent, name));
-        let mut also = vec![Write::Journal(journal_id, newparent, newname.to_vec())];
-        if src.kind != Kind::Dir {
-            let c = Change::default().with_names(SetOp::Add(key));
-            also.push(Write::Update(src.ino, c));
-        }
+        let also = vec![Write::Journal(journal_id, newparent, newname.to_vec())];
         let placed = match &dst {
             None => self
                 .store
@@ -227,9 +226,6 @@ impl Fs {
             self.store.apply(vec![Write::Unjournal(journal_id)])?;
             if let Some(d) = dst.as_ref().filter(|d| d.kind == Kind::Dir) {
                 self.store.unmark_removing(d.ino)?;
-            }
-            if src.kind != Kind::Dir {
-                self.unrecord_name(src.ino, newparent, newname)?;
             }
             self.cache.forget_dentry(newparent, newname);
             let now_there = self.store.get_dentry(newparent, newname)?;

@@ -59,10 +59,9 @@ impl Store {
 }
 
 /// What a finished rename changes besides the entries: a file loses the
-/// source's name and has the new one (recorded again: the rename sent it
-/// beside its conditional write, and a process killed in between may have
-/// sent only the latter; adding an element twice is harmless); a directory
-/// gets its new parent and the parents' link counts follow.
+/// source's name and has the new one (its rename records that in the batch
+/// a killed process never sent); a directory gets its new parent and the
+/// parents' link counts follow.
 fn source_gone(d: &Dentry, src_parent: u64, from: &[u8], parent: u64) -> Vec<Write> {
     if d.kind != Kind::Dir {
         let gone = Change::default().with_names(SetOp::Remove(from.to_vec()));
