@@ -20,7 +20,7 @@ use super::moves::RawDentry;
 use super::records::dentry_from_row;
 use super::session::{first_bool, result_rows, Conn, Store, REMOVAL_MARK_TTL, SMALL_DIR};
 use super::writes::Write;
-use super::{Dentry, Inode, Kind, Result, StoreError};
+use super::{Dentry, Inode, Result, StoreError};
 
 /// The statements on `dir_entries` of one store.
 pub(super) struct EntryStatements {
@@ -371,26 +371,6 @@ impl Store {
     /// Cassandra (not by a cache), with `also` applied in the same round
     /// trip whatever the outcome: true when this call created the name.
     pub fn create_dentry(&self, parent: u64, d: &Dentry, also: Vec<Write>) -> Result<bool> {
-        self.create_dentry_from(parent, d, None, also)
-    }
-
-    /// Creates a new inode and its name `d` in `parent`: the inode's row is
-    /// written in the same round trip as the name's conditional write (and
-    /// `also`), whatever its outcome; true when the name was created. A
-    /// name read before its inode row is there reads as absent
-    /// (`Fs::load` finds no inode), so the two need no order.
-    pub fn create_inode_named(
-        &self,
-        parent: u64,
-        d: &Dentry,
-        inode: &Inode,
-        names: Vec<Vec<u8>>,
-        mut also: Vec<Write>,
-    ) -> Result<bool> {
-        if inode.kind == Kind::Dir {
-            self.note_gen(inode.ino, 0); // a new directory's entries start in generation 0
-        }
-        also.insert(0, Write::PutInode(inode.clone(), names));
         self.create_dentry_from(parent, d, None, also)
     }
 
