@@ -535,8 +535,9 @@ impl Store {
     /// this mount that applies now supersedes it. Asking again is harmless
     /// when the first write applied: its condition is then false (or, for
     /// a create whose name another host removed meanwhile, the name comes
-    /// back with its inode, as if created after that removal). `None` when
-    /// no answer comes.
+    /// back, as if created after that removal; if that host deleted the
+    /// inode too, the name dangles until fsck repairs it). `None` when no
+    /// answer comes.
     fn settle_unknown(
         &self,
         (dir, name, landed): (u64, &[u8], &Landed),
