@@ -482,15 +482,14 @@ impl Store {
         batch.append_statement(guard.clone());
         self.in_dir(dir, true, |gen| {
             let jobs = jobs.take().unwrap_or_default();
-            let again = jobs.clone();
             let sentinel = self.sentinel_key(dir, gen);
             let v = (values(gen), sentinel);
             let s = self.conn.session();
             let batch = &batch;
             // A conditional batch (Paxos) of the entry and the sentinel guard.
             let t = Tally::of(CqlKind::Lwt, 2).and(CqlKind::Write, jobs.len() as u64);
-            let sent = self.conn.run_as(t, async move {
-                let also = super::session::run_parallel(s.clone(), jobs);
+            let sent = self.conn.run_as(t, async {
+                let also = super::session::run_parallel(s.clone(), &jobs);
                 super::session::applied_with(s.batch(batch, v), also).await
             });
             let applied = match sent {
@@ -509,7 +508,7 @@ impl Store {
                         // The entry is there; what goes with it (a new
                         // inode's row) may not be: written again, as it
                         // is idempotent.
-                        self.run_jobs(again)?;
+                        self.run_jobs(&jobs)?;
                     }
                     applied
                 }

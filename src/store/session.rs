@@ -738,7 +738,7 @@ impl Store {
         let t = Tally::of(kind, 1).and(CqlKind::Write, jobs.len() as u64);
         let again = values.clone();
         let first = self.conn.run_as(t, async move {
-            let also = run_parallel(s.clone(), jobs);
+            let also = run_parallel(s.clone(), &jobs);
             applied_with(s.execute_unpaged(ps, values), also).await
         });
         match first {
@@ -812,12 +812,12 @@ impl Store {
     /// Each either happened or the call fails (some may have happened).
     pub fn apply(&self, writes: Vec<Write>) -> Result<()> {
         let (jobs, used) = self.prepare_writes(&writes, Touched::none())?;
-        self.run_jobs(jobs)?;
+        self.run_jobs(&jobs)?;
         self.entries_landed(&writes, &used)
     }
 
     /// Runs prepared writes concurrently: one round trip.
-    pub(super) fn run_jobs(&self, jobs: Vec<Job>) -> Result<()> {
+    pub(super) fn run_jobs(&self, jobs: &[Job]) -> Result<()> {
         let s = self.conn.session();
         let t = Tally::of(CqlKind::Write, jobs.len() as u64);
         self.conn.run_as(t, run_parallel(s, jobs))
@@ -1055,10 +1055,7 @@ pub(super) async fn applied_with<E: std::fmt::Display>(
 /// polled in this task, in order: each is handed to its connection when
 /// first polled, so a write polled before another is never sent after it
 /// on the same connection (see [`applied_with`]).
-pub(super) async fn run_parallel(
-    s: Arc<Session>,
-    jobs: Vec<(PreparedStatement, Cql)>,
-) -> Result<()> {
+pub(super) async fn run_parallel(s: Arc<Session>, jobs: &[(PreparedStatement, Cql)]) -> Result<()> {
     let sends = jobs
         .iter()
         .map(|(ps, (_, values))| s.execute_unpaged(ps, values));
