@@ -143,7 +143,7 @@ fn cassandra_down_gives_eio_then_recovers() {
     // The driver reconnects with some backoff: allow it a while.
     let p = m.join("created_after");
     let ok = wait_until(Duration::from_secs(60), || {
-        fs::write(&p, b"after the outage").is_ok()
+        write_committed(&p, b"after the outage").is_ok()
     });
     assert!(
         ok,
@@ -316,9 +316,12 @@ fn mounts_that_lost_the_feed_converge_when_cassandra_is_back() {
 
     // A writes as soon as it can again; B must converge.
     assert!(
-        wait_until(Duration::from_secs(60), || fs::write(a.join("f"), b"after")
-            .is_ok()
-            && fs::write(a.join("g"), b"new").is_ok()),
+        wait_until(Duration::from_secs(60), || write_committed(
+            &a.join("f"),
+            b"after"
+        )
+        .is_ok()
+            && write_committed(&a.join("g"), b"new").is_ok()),
         "A writes again after the outage; output:\n{}",
         a.output()
     );

@@ -754,6 +754,15 @@ impl Drop for Mount {
     }
 }
 
+/// Writes a whole file and fsyncs it, so that a failed commit is an error
+/// (`fs::write` drops the file and with it the error close(2) returns).
+pub fn write_committed(path: &Path, data: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = File::create(path)?;
+    f.write_all(data)?;
+    f.sync_all()
+}
+
 // ---------------------------------------------------------------------------
 // libc wrappers
 // ---------------------------------------------------------------------------
