@@ -773,7 +773,8 @@ fn fsck_dangling_name() {
         vol.owner,
         hex(b"ghost")
     ));
-    // Before the repair, a mount reads the name as absent, and the name is
+    // Before the repair, a mount reads the name as absent (what a create
+    // killed between its name and its inode row leaves), and the name is
     // still taken.
     let m = vol.mount(&[]);
     let ghost = m.path().join("ghost");

@@ -4,9 +4,12 @@
 //! Whether a name exists is decided by Cassandra with one conditional write
 //! (`Store::create_dentry`), never by a cache: a host with a stale view gets
 //! EEXIST, it does not overwrite another host's name. A new inode's row is
-//! written before its name, and a name is removed before (or atomically
-//! with) its inode, so a crash can leave an inode without a name (a leak,
-//! found by scanning) but never a name without an inode.
+//! written in the same round trip as its name (a name whose inode row is
+//! not there yet reads as absent), and a name is removed before (or
+//! atomically with) its inode, so a crash can leave an inode without a name
+//! (a leak, found by scanning); a name without an inode only if the process
+//! dies between sending the two writes of one round trip (`cassfs fsck
+//! --repair` removes it).
 
 use std::sync::Arc;
 
@@ -78,9 +81,9 @@ impl Fs {
         })
     }
 
-    /// Writes a new inode, then creates its name conditionally (with the
-    /// parent's times, and link count for a directory, in the same round
-    /// trip). When the name exists, the new inode is removed again and the
+    /// Writes a new inode and creates its name conditionally, with the
+    /// parent's times (and link count for a directory), in one round
+    /// trip. When the name exists, the new inode is removed again and the
     /// existing entry (if it is still there) is returned as the error.
     fn add_entry(
         &self,
@@ -99,20 +102,24 @@ impl Fs {
         } else {
             vec![name_key(parent.ino, name)]
         };
-        self.store.put_inode(inode, names)?;
         let mut touch = Change::times(inode.ctime_ns);
         if is_dir {
             touch = touch.with_subdirs(SetOp::Add(inode.ino));
         }
-        let created =
-            self.store
-                .create_dentry(parent.ino, &d, vec![Write::Update(parent.ino, touch)]);
+        let touch = vec![Write::Update(parent.ino, touch)];
+        let created = self
+            .store
+            .create_inode_named(parent.ino, &d, inode, names.clone(), touch);
         let created = match created {
             Ok(c) => c,
             Err(e) => {
-                // Unknown outcome: the inode stays (if the name was not
-                // made, it is a leak for the cleaner, never a lost file).
+                // Unknown outcome: the inode's row is written again, so
+                // that a name that was made resolves (if it was not made,
+                // the row is a leak for gc, never a lost file).
                 self.cache.forget_inode(parent.ino);
+                if let Err(again) = self.store.put_inode(inode, names) {
+                    log::warn!("inode {} may be left without its row: {again}", inode.ino);
+                }
                 return Err(e.into());
             }
         };

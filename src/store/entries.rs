@@ -20,7 +20,7 @@ use super::moves::RawDentry;
 use super::records::dentry_from_row;
 use super::session::{first_bool, result_rows, Conn, Store, REMOVAL_MARK_TTL, SMALL_DIR};
 use super::writes::Write;
-use super::{Dentry, Inode, Result, StoreError};
+use super::{Dentry, Inode, Kind, Result, StoreError};
 
 /// The statements on `dir_entries` of one store.
 pub(super) struct EntryStatements {
@@ -374,6 +374,26 @@ impl Store {
         self.create_dentry_from(parent, d, None, also)
     }
 
+    /// Creates a new inode and its name `d` in `parent`: the inode's row is
+    /// written in the same round trip as the name's conditional write (and
+    /// `also`), whatever its outcome; true when the name was created. A
+    /// name read before its inode row is there reads as absent
+    /// (`Fs::load` finds no inode), so the two need no order.
+    pub fn create_inode_named(
+        &self,
+        parent: u64,
+        d: &Dentry,
+        inode: &Inode,
+        names: Vec<Vec<u8>>,
+        mut also: Vec<Write>,
+    ) -> Result<bool> {
+        if inode.kind == Kind::Dir {
+            self.note_gen(inode.ino, 0); // a new directory's entries start in generation 0
+        }
+        also.insert(0, Write::PutInode(inode.clone(), names));
+        self.create_dentry_from(parent, d, None, also)
+    }
+
     /// Like [`Store::create_dentry`], for a rename to a new name: the entry
     /// records its source (a [`name_key`](super::name_key)) until the rename's
     /// batch clears it, so a rename interrupted between the two is finished
@@ -534,9 +554,8 @@ impl Store {
     /// this mount that applies now supersedes it. Asking again is harmless
     /// when the first write applied: its condition is then false (or, for
     /// a create whose name another host removed meanwhile, the name comes
-    /// back, as if created after that removal; if that host deleted the
-    /// inode too, the name dangles until fsck repairs it). `None` when no
-    /// answer comes.
+    /// back with its inode, as if created after that removal). `None` when
+    /// no answer comes.
     fn settle_unknown(
         &self,
         (dir, name, landed): (u64, &[u8], &Landed),
