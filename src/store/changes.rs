@@ -82,15 +82,6 @@ impl Touched {
         }
     }
 
-    /// A commit of new content (version `version`) of one inode.
-    pub fn content(ino: u64, version: i64) -> Touched {
-        Touched {
-            inos: vec![ino],
-            versions: vec![(ino, version)],
-            ..Touched::default()
-        }
-    }
-
     /// Nothing (a write no other mount can have cached).
     pub fn none() -> Touched {
         Touched::default()
@@ -106,6 +97,10 @@ impl Touched {
     pub fn add(&mut self, w: &Write) {
         match w {
             Write::DeleteInode(ino) | Write::Update(ino, _) => self.inos.push(*ino),
+            Write::Commit(i) => {
+                self.inos.push(i.ino);
+                self.versions.push((i.ino, i.version));
+            }
             Write::PutDentry(parent, d) => self.names.push(name_key(*parent, &d.name)),
             Write::DeleteDentry(parent, name, _) => self.names.push(name_key(*parent, name)),
             Write::PutInode(..)
@@ -187,7 +182,7 @@ pub(super) fn event_from_row(row: Row) -> Option<Event> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{Change, Dentry, Kind};
+    use crate::store::{Change, Content, Dentry, Inode, Kind};
 
     #[test]
     fn writes_touch_their_entries_and_inodes() {
@@ -209,7 +204,26 @@ mod tests {
 
     #[test]
     fn commits_carry_their_version() {
-        let mut t = Touched::content(4, 77);
+        let inode = Inode {
+            ino: 4,
+            kind: Kind::File,
+            perm: 0o644,
+            uid: 0,
+            gid: 0,
+            nlink: 1,
+            rdev: 0,
+            size: 0,
+            atime_ns: 0,
+            mtime_ns: 0,
+            ctime_ns: 0,
+            parent: 1,
+            version: 77,
+            target: Vec::new(),
+            content: Content::Inline(Default::default()),
+            xattrs: Default::default(),
+        };
+        let mut t = Touched::none();
+        t.add(&Write::Commit(inode));
         t.add(&Write::Update(2, Change::times(1)));
         let e = t.into_event("m", 1);
         assert_eq!(e.inos, vec![2, 4]);

@@ -509,7 +509,7 @@ impl Store {
             // A conditional batch (Paxos) of the entry and the sentinel guard.
             let t = Tally::of(CqlKind::Lwt, 2).and(CqlKind::Write, jobs.len() as u64);
             let sent = self.conn.run_as(t, async {
-                let also = super::session::run_parallel(s.clone(), &jobs);
+                let also = super::session::send_writes(s.clone(), &jobs);
                 super::session::applied_with(s.batch(batch, v), also).await
             });
             let applied = match sent {

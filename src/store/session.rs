@@ -287,7 +287,6 @@ impl Conn {
 pub(super) struct Statements {
     pub(super) get_inode: PreparedStatement,
     get_version: PreparedStatement,
-    update_content: PreparedStatement,
     set_xattr: PreparedStatement,
     remove_xattr: PreparedStatement,
     insert_block: PreparedStatement,
@@ -321,10 +320,6 @@ impl Statements {
             ))?,
             get_version: p(format!(
                 "SELECT kind, version FROM {ks}.inodes WHERE {ino_key}"
-            ))?,
-            update_content: p(format!(
-                "UPDATE {ks}.inodes SET size = ?, version = ?, inline_data = ?, blocks = ?, \
-                 mtime_ns = ?, ctime_ns = ? WHERE {ino_key}"
             ))?,
             set_xattr: p(format!(
                 "UPDATE {ks}.inodes SET xattrs[?] = ?, ctime_ns = ? WHERE {ino_key}"
@@ -606,21 +601,7 @@ impl Store {
     /// Writes the content of an inode (size, version, data, times) in one
     /// row write: readers see the old content or the new, never a mix.
     pub fn update_content(&self, i: &Inode) -> Result<()> {
-        let (inline, blocks) = super::records::content_columns(&i.content);
-        let v = (
-            i.size as i64,
-            i.version,
-            inline,
-            blocks,
-            i.mtime_ns,
-            i.ctime_ns,
-            self.owner,
-            &self.env,
-            i.ino as i64,
-        );
-        let t = Touched::content(i.ino, i.version);
-        self.exec_with(&self.st.update_content, v, Vec::new(), t)
-            .map(drop)
+        self.apply(vec![Write::Commit(i.clone())])
     }
 
     /// Deletes a non-directory inode if it has no name left, decided by
@@ -738,7 +719,7 @@ impl Store {
         let t = Tally::of(kind, 1).and(CqlKind::Write, jobs.len() as u64);
         let again = values.clone();
         let first = self.conn.run_as(t, async move {
-            let also = run_parallel(s.clone(), &jobs);
+            let also = send_writes(s.clone(), &jobs);
             applied_with(s.execute_unpaged(ps, values), also).await
         });
         match first {
@@ -820,26 +801,17 @@ impl Store {
     pub(super) fn run_jobs(&self, jobs: &[Job]) -> Result<()> {
         let s = self.conn.session();
         let t = Tally::of(CqlKind::Write, jobs.len() as u64);
-        self.conn.run_as(t, run_parallel(s, jobs))
+        self.conn.run_as(t, send_writes(s, jobs))
     }
 
-    /// Runs prepared writes as one batch (idempotent: sent again by the
-    /// driver on another node when its coordinator fails).
+    /// Runs prepared writes as one batch of `kind` (see [`run_batch`]).
     fn batch(&self, kind: BatchType, jobs: &[Job]) -> Result<()> {
         if jobs.is_empty() {
             return Ok(());
         }
-        let mut batch = Batch::new(kind);
-        batch.set_is_idempotent(true);
-        let mut values = Vec::with_capacity(jobs.len());
-        for (ps, (_, v)) in jobs {
-            batch.append_statement(ps.clone());
-            values.push(v.clone());
-        }
         let s = self.conn.session();
         self.conn.run_as(Tally::of(CqlKind::Batch, 1), async move {
-            s.batch(&batch, values).await.map_err(StoreError::request)?;
-            Ok(())
+            run_batch(&s, kind, jobs).await
         })
     }
 
@@ -1051,11 +1023,22 @@ pub(super) async fn applied_with<E: std::fmt::Display>(
     Ok(first_bool(result_rows(lwt.map_err(StoreError::request)?)?))
 }
 
-/// Runs prepared writes concurrently; fails if any failed. They are
-/// polled in this task, in order: each is handed to its connection when
-/// first polled, so a write polled before another is never sent after it
-/// on the same connection (see [`applied_with`]).
-pub(super) async fn run_parallel(s: Arc<Session>, jobs: &[(PreparedStatement, Cql)]) -> Result<()> {
+/// The largest set of writes sent as one batch, by the bytes of its values
+/// (below Cassandra's default `batch_size_warn_threshold` of 5 KiB).
+const BATCH_MAX_BYTES: usize = 4 << 10;
+
+/// Sends prepared writes in one round trip; fails if any failed (some may
+/// have happened). Small ones go as one unlogged batch (one request for
+/// Cassandra to parse and answer instead of one per write; each partition
+/// is still written on its own), the others concurrently, polled in this
+/// task in order: each is handed to its connection when first polled, so a
+/// write polled before another is never sent after it on the same
+/// connection (see [`applied_with`]).
+pub(super) async fn send_writes(s: Arc<Session>, jobs: &[Job]) -> Result<()> {
+    let size: usize = jobs.iter().map(|(_, (_, v))| values_bytes(v)).sum();
+    if jobs.len() > 1 && size <= BATCH_MAX_BYTES {
+        return run_batch(&s, BatchType::Unlogged, jobs).await;
+    }
     let sends = jobs
         .iter()
         .map(|(ps, (_, values))| s.execute_unpaged(ps, values));
@@ -1063,6 +1046,33 @@ pub(super) async fn run_parallel(s: Arc<Session>, jobs: &[(PreparedStatement, Cq
         .await
         .map_err(StoreError::request)?;
     Ok(())
+}
+
+/// Runs prepared writes as one batch of `kind`, marked idempotent (sent
+/// again on another node when its coordinator fails) when every write is.
+async fn run_batch(s: &Session, kind: BatchType, jobs: &[Job]) -> Result<()> {
+    let mut batch = Batch::new(kind);
+    batch.set_is_idempotent(jobs.iter().all(|(ps, _)| ps.get_is_idempotent()));
+    let values: Vec<_> = jobs.iter().map(|(_, (_, v))| v).collect();
+    for (ps, _) in jobs {
+        batch.append_statement(ps.clone());
+    }
+    s.batch(&batch, values).await.map_err(StoreError::request)?;
+    Ok(())
+}
+
+/// About how many bytes a statement's values take on the wire.
+fn values_bytes(values: &[Option<CqlValue>]) -> usize {
+    fn one(v: &CqlValue) -> usize {
+        match v {
+            CqlValue::Blob(b) => b.len(),
+            CqlValue::Text(t) | CqlValue::Ascii(t) => t.len(),
+            CqlValue::List(l) | CqlValue::Set(l) => l.iter().map(one).sum::<usize>() + 4,
+            CqlValue::Map(m) => m.iter().map(|(k, v)| one(k) + one(v)).sum::<usize>() + 4,
+            _ => 8,
+        }
+    }
+    values.iter().map(|v| v.as_ref().map_or(4, one) + 4).sum()
 }
 
 /// An inode and, for a directory, the generation of its entries.

@@ -87,6 +87,9 @@ pub enum Write {
     /// A new inode row (the only write that sets `kind`), with its names.
     PutInode(Inode, Vec<Vec<u8>>),
     DeleteInode(u64),
+    /// New content of an inode (size, version, data or block list, mtime,
+    /// ctime) in one row write: readers see the old content or the new.
+    Commit(Inode),
     /// Changes some columns of an inode.
     Update(u64, Change),
     PutDentry(u64, Dentry),
@@ -141,8 +144,6 @@ fn blob(v: &[u8]) -> Option<CqlValue> {
 }
 
 impl Write {
-    /// The statement and values of this write in keyspace `ks`, volume
-    /// (`owner`, `env`).
     /// The directory whose entries this write changes, if any.
     pub(super) fn entry_dir(&self) -> Option<u64> {
         match self {
@@ -193,6 +194,29 @@ impl Write {
                 format!("DELETE FROM {ks}.inodes WHERE owner = ? AND environment = ? AND ino = ?"),
                 [key, vec![big(*ino)]].concat(),
             ),
+            Write::Commit(i) => {
+                let (inline_data, blocks) = content_columns(&i.content);
+                (
+                    format!(
+                        "UPDATE {ks}.inodes SET size = ?, version = ?, inline_data = ?, \
+                         blocks = ?, mtime_ns = ?, ctime_ns = ? WHERE owner = ? \
+                         AND environment = ? AND ino = ?"
+                    ),
+                    [
+                        vec![
+                            Some(CqlValue::BigInt(i.size as i64)),
+                            Some(CqlValue::BigInt(i.version)),
+                            inline_data.map(CqlValue::Blob),
+                            blocks.map(CqlValue::Blob),
+                            Some(CqlValue::BigInt(i.mtime_ns)),
+                            Some(CqlValue::BigInt(i.ctime_ns)),
+                        ],
+                        key,
+                        vec![big(i.ino)],
+                    ]
+                    .concat(),
+                )
+            }
             Write::Update(ino, c) => update_inode(ks, key, *ino, c),
             Write::PutDentry(parent, d) => (
                 format!(
