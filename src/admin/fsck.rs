@@ -204,17 +204,6 @@ pub fn check(ks: &Keyspace, opts: &FsckOptions, progress: &Progress) -> CmdResul
     Ok(report)
 }
 
-impl Volume<'_> {
-    /// The key of inode `ino` of this volume.
-    fn inode_key(&self, ino: u64) -> Values {
-        vec![
-            val::big(self.key.0),
-            val::text(&self.key.1),
-            val::big(ino as i64),
-        ]
-    }
-}
-
 /// A repair and the problem it fixes; conditional ones count only when
 /// they applied.
 struct Fix {
@@ -246,6 +235,7 @@ impl Volume<'_> {
         kind.unwrap_or(entry_kind) == Kind::Dir as i32
     }
 
+    /// The key of inode `ino` of this volume.
     fn ino_key(&self, ino: u64) -> Values {
         vec![
             val::big(self.key.0),
@@ -296,7 +286,7 @@ impl Volume<'_> {
                     fixes.push(Fix {
                         problem: Problem::DanglingName,
                         stmt: (cql, v),
-                        unless_found: Some((inode_q.clone(), self.inode_key(e.ino))),
+                        unless_found: Some((inode_q.clone(), self.ino_key(e.ino))),
                     });
                 }
                 Some(kind) if kind != e.kind => {
