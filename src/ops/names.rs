@@ -109,17 +109,14 @@ impl Fs {
         let touch = vec![Write::Update(parent.ino, touch)];
         let created = self
             .store
-            .create_inode_named(parent.ino, &d, inode, names.clone(), touch);
+            .create_inode_named(parent.ino, &d, inode, names, touch);
         let created = match created {
             Ok(c) => c,
             Err(e) => {
-                // Unknown outcome: the inode's row is written again, so
+                // Unknown outcome: the store wrote the inode's row again, so
                 // that a name that was made resolves (if it was not made,
                 // the row is a leak for gc, never a lost file).
                 self.cache.forget_inode(parent.ino);
-                if let Err(again) = self.store.put_inode(inode, names) {
-                    log::warn!("inode {} may be left without its row: {again}", inode.ino);
-                }
                 return Err(e.into());
             }
         };

@@ -20,7 +20,7 @@ use super::moves::RawDentry;
 use super::records::dentry_from_row;
 use super::session::{first_bool, result_rows, Conn, Store, REMOVAL_MARK_TTL, SMALL_DIR};
 use super::writes::Write;
-use super::{Dentry, Inode, Kind, Result, StoreError};
+use super::{Dentry, Inode, Result, StoreError};
 
 /// The statements on `dir_entries` of one store.
 pub(super) struct EntryStatements {
@@ -387,10 +387,7 @@ impl Store {
         names: Vec<Vec<u8>>,
         mut also: Vec<Write>,
     ) -> Result<bool> {
-        if inode.kind == Kind::Dir {
-            self.note_gen(inode.ino, 0); // a new directory's entries start in generation 0
-        }
-        also.insert(0, Write::PutInode(inode.clone(), names));
+        also.insert(0, self.new_inode(inode, names));
         self.create_dentry_from(parent, d, None, also)
     }
 
@@ -523,14 +520,22 @@ impl Store {
                             Ok(first_bool(result_rows(res)?))
                         })
                     };
-                    let applied = self.settle_unknown((dir, name, landed), &ask).ok_or(e)?;
-                    if applied {
-                        // The entry is there; what goes with it (a new
-                        // inode's row) may not be: written again, as it
-                        // is idempotent.
-                        self.run_jobs(&jobs)?;
+                    let settled = self.settle_unknown((dir, name, landed), &ask);
+                    if settled != Some(false) {
+                        // The entry is (or may be) there; what goes with it
+                        // (a new inode's row, a rename's journal row) may
+                        // not be: written again, as it is idempotent.
+                        let again = self.run_jobs(&jobs);
+                        match (settled, again) {
+                            (Some(true), Err(again)) => return Err(again),
+                            (None, Err(again)) => log::warn!(
+                                "the writes beside an unsettled conditional write may be \
+                                 missing: {again}"
+                            ),
+                            _ => {}
+                        }
                     }
-                    applied
+                    settled.ok_or(e)?
                 }
             };
             if applied {

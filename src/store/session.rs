@@ -592,10 +592,16 @@ impl Store {
 
     /// Writes every column of a new inode, with the names it has.
     pub fn put_inode(&self, i: &Inode, names: Vec<Vec<u8>>) -> Result<()> {
+        self.apply(vec![self.new_inode(i, names)])
+    }
+
+    /// The write of a new inode; a new directory's entries start in
+    /// generation 0.
+    pub(super) fn new_inode(&self, i: &Inode, names: Vec<Vec<u8>>) -> Write {
         if i.kind == super::Kind::Dir {
-            self.note_gen(i.ino, 0); // a new directory's entries start in generation 0
+            self.note_gen(i.ino, 0);
         }
-        self.apply(vec![Write::PutInode(i.clone(), names)])
+        Write::PutInode(i.clone(), names)
     }
 
     /// Writes the content of an inode (size, version, data, times) in one
