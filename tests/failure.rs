@@ -301,6 +301,11 @@ fn mounts_that_lost_the_feed_converge_when_cassandra_is_back() {
             .is_ok_and(|d| d == b"before")),
         "B sees A's file before the outage"
     );
+    // B's feed applies A's events again for a while after it first sees
+    // them (forgetting what it read meanwhile); what B has cached once that
+    // settles is what it must serve through the outage.
+    thread::sleep(cassfs::feed::REAPPLY[cassfs::feed::REAPPLY.len() - 1] + Duration::from_secs(1));
+    assert_eq!(fs::read(b.join("f")).expect("B reads f"), b"before");
     let _ = fs::metadata(b.join("g")); // a negative entry on B
 
     let _restart = RestartCassandra;
