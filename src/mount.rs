@@ -1,25 +1,28 @@
 //! Mounting: checks the inputs, connects, starts the workers and the FUSE
 //! session, and unmounts cleanly on SIGTERM/SIGINT or `fusermount -u`.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use fuser::{Config, MountOption, Session, SessionACL};
+use fuser::{BackgroundSession, Config, MountOption, Session, SessionACL, SessionUnmounter};
 use log::{error, info, LevelFilter};
 use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::MountArgs;
+use crate::feed::Feed;
 use crate::fuse::{CassFuse, KernelNotifier};
 use crate::ops::{Caller, Fs, FsConfig};
+use crate::sessions::Heartbeat;
 use crate::store::{Store, StoreConfig};
 use crate::workers::Pool;
 
 /// How long a signalled daemon waits for a busy mount to go away.
 const BUSY_GRACE: Duration = Duration::from_secs(3);
 
-fn init_logging(debug: bool) {
+/// Logs to stderr: info, or debug with `-debug`.
+pub fn init_logging(debug: bool) {
     let level = if debug {
         LevelFilter::Debug
     } else {
@@ -39,7 +42,8 @@ fn check_mountpoint(path: &Path) -> Result<(), String> {
     }
 }
 
-fn store_config(args: &MountArgs) -> Result<StoreConfig, String> {
+/// The connection settings of a mount.
+pub fn store_config(args: &MountArgs) -> Result<StoreConfig, String> {
     let mut cfg = StoreConfig::new(&args.server, &args.keyspace);
     cfg.consistency = args.consistency;
     cfg.request_timeout = Duration::from_secs_f64(args.timeout);
@@ -73,21 +77,18 @@ fn fuse_config(args: &MountArgs) -> Config {
     config
 }
 
-/// Mounts the volume and serves it until it is unmounted.
-pub fn run(args: &MountArgs) -> Result<(), String> {
-    init_logging(args.debug);
-    check_mountpoint(&args.mount)?;
-    let metrics = args.metrics.map(crate::metrics::bind).transpose()?;
-    let cfg = store_config(args)?;
-    let store = Store::open(&cfg, args.owner, &args.environment).map_err(|e| e.to_string())?;
-    // SAFETY: getuid/getgid cannot fail and have no preconditions.
-    let me = unsafe {
-        Caller {
-            uid: libc::getuid(),
-            gid: libc::getgid(),
-        }
-    };
-    let fs_cfg = FsConfig {
+/// A volume being served: its core, the kernel session, and the threads
+/// beside it (heartbeat, change feed).
+struct Serving {
+    fs: Arc<Fs>,
+    session: Session<CassFuse>,
+    heartbeat: Heartbeat,
+    feed: Option<Feed>,
+}
+
+/// The core's configuration for `args`.
+fn fs_config(args: &MountArgs) -> FsConfig {
+    FsConfig {
         fcache_ttl: Duration::from_secs_f64(args.fcache_ttl),
         cache_size: args.cache_size,
         read_only: args.read_only,
@@ -95,18 +96,21 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
             .unwrap_or_else(|_| args.mount.clone())
             .to_string_lossy()
             .into_owned(),
-    };
-    let fs = Arc::new(Fs::new(store, fs_cfg, me).map_err(|e| e.to_string())?);
-    if let Some(server) = metrics {
-        let fs = Arc::downgrade(&fs);
-        server
-            .serve(move || {
-                fs.upgrade()
-                    .map(|fs| fs.open_files_sample())
-                    .unwrap_or_default()
-            })
-            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
     }
+}
+
+/// Everything from a connected store to a live kernel mount: the core, the
+/// workers, the session row, the FUSE session and the change feed.
+fn serve(store: Store, args: &MountArgs) -> Result<Serving, String> {
+    check_mountpoint(&args.mount)?;
+    // SAFETY: getuid/getgid cannot fail and have no preconditions.
+    let me = unsafe {
+        Caller {
+            uid: libc::getuid(),
+            gid: libc::getgid(),
+        }
+    };
+    let fs = Arc::new(Fs::new(store, fs_config(args), me).map_err(|e| e.to_string())?);
     let pool = Pool::new(fs.clone(), args.workers as usize)
         .map_err(|e| format!("cannot start workers: {e}"))?;
     let adapter = CassFuse::new(
@@ -116,7 +120,7 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     );
     let notifier = adapter.notifier_slot();
     let heartbeat = fs.start_session()?;
-    let mut session = match Session::new(adapter, &args.mount, &fuse_config(args)) {
+    let session = match Session::new(adapter, &args.mount, &fuse_config(args)) {
         Ok(s) => s,
         Err(e) => {
             heartbeat.end();
@@ -128,45 +132,122 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     let feed = if args.feed_interval > 0.0 {
         let kernel = Box::new(KernelNotifier(session.notifier()));
         let interval = Duration::from_secs_f64(args.feed_interval);
-        let f = fs
-            .follow_feed(kernel, interval)
-            .map_err(|e| format!("cannot start the change feed's thread: {e}"))?;
-        Some(f)
+        match fs.follow_feed(kernel, interval) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                heartbeat.end();
+                return Err(format!("cannot start the change feed's thread: {e}"));
+            }
+        }
     } else {
         None
     };
-    let mut unmounter = session.unmount_callable();
-    let mut signals =
-        Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot handle signals: {e}"))?;
-    let mountpoint = args.mount.clone();
-    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
-    let fs_for_signals = fs.clone();
-    std::thread::Builder::new()
-        .name("cassfs-signals".into())
-        .spawn(move || {
-            let Some(sig) = signals.forever().next() else {
-                return;
-            };
-            info!("signal {sig}: unmounting {}", mountpoint.display());
-            if let Err(e) = unmounter.unmount() {
-                error!("unmount failed ({e}); detaching {}", mountpoint.display());
-                detach(&mountpoint);
+    Ok(Serving {
+        fs,
+        session,
+        heartbeat,
+        feed,
+    })
+}
+
+/// After the kernel session ended: stop following the feed, commit what is
+/// pending, end the session row.
+fn wind_down(fs: &Fs, feed: Option<Feed>, heartbeat: Heartbeat) -> Result<(), String> {
+    if let Some(f) = feed {
+        f.stop();
+    }
+    let flushed = fs.flush_all();
+    heartbeat.end();
+    flushed.map_err(|e| format!("pending writes could not be committed: {e}"))
+}
+
+/// A volume mounted by this process and served by background threads, for
+/// a process that serves several volumes (`cassfs docker`).
+pub struct Mounted {
+    fs: Arc<Fs>,
+    session: BackgroundSession,
+    heartbeat: Heartbeat,
+    feed: Option<Feed>,
+    mountpoint: PathBuf,
+}
+
+impl Mounted {
+    /// Mounts `store`'s volume on `args.mount` and serves it in the
+    /// background (the logging and metrics of `args` are the caller's).
+    pub fn start(store: Store, args: &MountArgs) -> Result<Mounted, String> {
+        let s = serve(store, args)?;
+        let session = match s.session.spawn() {
+            Ok(b) => b,
+            Err(e) => {
+                // The session was dropped with the error: it is unmounted.
+                let _ = wind_down(&s.fs, s.feed, s.heartbeat);
+                return Err(format!("cannot start the FUSE session's thread: {e}"));
             }
-            // A detached mount lives on while files are open in it: give the
-            // session a moment, then commit what is pending and leave.
-            if done_rx.recv_timeout(BUSY_GRACE).is_err() {
-                let code = match fs_for_signals.flush_all() {
-                    Ok(()) => 0,
-                    Err(e) => {
-                        error!("pending writes could not be committed: {e}");
-                        1
-                    }
-                };
-                info!("files still open; exiting without waiting for them");
-                std::process::exit(code);
-            }
+        };
+        Ok(Mounted {
+            fs: s.fs,
+            session,
+            heartbeat: s.heartbeat,
+            feed: s.feed,
+            mountpoint: args.mount.clone(),
         })
-        .map_err(|e| format!("cannot start signal thread: {e}"))?;
+    }
+
+    /// Whether the kernel session still runs (it ends when someone else
+    /// unmounts the mount point).
+    pub fn is_served(&self) -> bool {
+        !self.session.guard.is_finished()
+    }
+
+    /// Unmounts (lazily if files are open), commits what is pending and
+    /// ends the session row.
+    pub fn stop(self) -> Result<(), String> {
+        let Mounted {
+            fs,
+            session,
+            heartbeat,
+            feed,
+            mountpoint,
+        } = self;
+        if session.guard.is_finished() {
+            let _ = session.join();
+        } else if let Err(e) = session.umount_and_join() {
+            info!(
+                "unmount of {} failed ({e}); detaching it",
+                mountpoint.display()
+            );
+            detach(&mountpoint);
+        }
+        wind_down(&fs, feed, heartbeat)
+    }
+}
+
+/// Mounts the volume and serves it until it is unmounted.
+pub fn run(args: &MountArgs) -> Result<(), String> {
+    init_logging(args.debug);
+    check_mountpoint(&args.mount)?;
+    let metrics = args.metrics.map(crate::metrics::bind).transpose()?;
+    let cfg = store_config(args)?;
+    let store = Store::open(&cfg, args.owner, &args.environment).map_err(|e| e.to_string())?;
+    let Serving {
+        fs,
+        mut session,
+        heartbeat,
+        feed,
+    } = serve(store, args)?;
+    if let Some(server) = metrics {
+        let fs = Arc::downgrade(&fs);
+        server
+            .serve(move || {
+                fs.upgrade()
+                    .map(|fs| fs.open_files_sample())
+                    .unwrap_or_default()
+            })
+            .map_err(|e| format!("cannot start the metrics thread: {e}"))?;
+    }
+    let unmounter = session.unmount_callable();
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(1);
+    watch_signals(unmounter, args.mount.clone(), done_rx, fs.clone())?;
     info!(
         "mounted volume ({}, {}) of keyspace {} on {}",
         args.owner,
@@ -177,15 +258,57 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     // run() consumes the session; when it returns, the adapter has been
     // dropped and the workers drained.
     let served = session.run();
-    if let Some(f) = feed {
-        f.stop();
-    }
-    let flushed = fs.flush_all();
-    heartbeat.end();
+    let wound = wind_down(&fs, feed, heartbeat);
     let _ = done_tx.send(());
     info!("unmounted {}", args.mount.display());
     served.map_err(|e| format!("FUSE session failed: {e}"))?;
-    flushed.map_err(|e| format!("pending writes could not be committed: {e}"))
+    wound
+}
+
+/// Runs `then` with the signal's number on a thread of its own when the
+/// process first gets SIGTERM or SIGINT.
+pub fn on_termination(then: impl FnOnce(i32) + Send + 'static) -> Result<(), String> {
+    let mut signals =
+        Signals::new([SIGTERM, SIGINT]).map_err(|e| format!("cannot handle signals: {e}"))?;
+    std::thread::Builder::new()
+        .name("cassfs-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                then(sig);
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("cannot start signal thread: {e}"))
+}
+
+/// On SIGTERM/SIGINT: unmounts, and leaves after [`BUSY_GRACE`] if files
+/// keep the detached mount alive.
+fn watch_signals(
+    mut unmounter: SessionUnmounter,
+    mountpoint: PathBuf,
+    done_rx: crossbeam_channel::Receiver<()>,
+    fs: Arc<Fs>,
+) -> Result<(), String> {
+    on_termination(move |sig| {
+        info!("signal {sig}: unmounting {}", mountpoint.display());
+        if let Err(e) = unmounter.unmount() {
+            error!("unmount failed ({e}); detaching {}", mountpoint.display());
+            detach(&mountpoint);
+        }
+        // A detached mount lives on while files are open in it: give the
+        // session a moment, then commit what is pending and leave.
+        if done_rx.recv_timeout(BUSY_GRACE).is_err() {
+            let code = match fs.flush_all() {
+                Ok(()) => 0,
+                Err(e) => {
+                    error!("pending writes could not be committed: {e}");
+                    1
+                }
+            };
+            info!("files still open; exiting without waiting for them");
+            std::process::exit(code);
+        }
+    })
 }
 
 /// Kernel read-ahead for the mount, in KiB: requests of up to 1 MiB (one
@@ -219,7 +342,7 @@ fn raise_readahead(mountpoint: &Path) {
 }
 
 /// Undoes the octal escapes of /proc/self/mountinfo (space, tab, newline, \\).
-fn unescape_mountinfo(s: &str) -> String {
+pub fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ")
         .replace("\\011", "\t")
         .replace("\\012", "\n")
@@ -227,7 +350,7 @@ fn unescape_mountinfo(s: &str) -> String {
 }
 
 /// Lazy unmount, for a mount that is busy.
-fn detach(path: &Path) {
+pub fn detach(path: &Path) {
     use std::os::unix::ffi::OsStrExt;
     let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
         return;

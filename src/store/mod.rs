@@ -33,7 +33,7 @@ pub use keyspace::{val, Columns, Keyspace, Values};
 pub use records::INODE_COLUMNS;
 pub use schema::{apply_schema, check_schema, Replication, SCHEMA_CQL};
 pub use scylla::value::{CqlValue, Row};
-pub use session::Store;
+pub use session::{Conn, Store};
 pub use sessions::{SessionInfo, SESSION_COLUMNS};
 pub use writes::{name_key, Change, SetOp, Write};
 

@@ -388,7 +388,7 @@ pub(super) type DirGen = (u64, i64);
 
 /// A blocking handle on one volume's rows.
 pub struct Store {
-    pub(super) conn: Conn,
+    pub(super) conn: Arc<Conn>,
     pub(super) st: Statements,
     /// Statements on directory entries (`store/entries.rs`).
     pub(super) est: EntryStatements,
@@ -417,7 +417,19 @@ impl Store {
     /// Connects, checks the schema, and binds the store to one volume.
     pub fn open(cfg: &StoreConfig, owner: i64, environment: &str) -> Result<Store> {
         valid_keyspace(&cfg.keyspace)?;
-        let conn = Conn::connect(cfg)?;
+        let conn = Arc::new(Conn::connect(cfg)?);
+        Store::open_on(conn, cfg, owner, environment)
+    }
+
+    /// Binds a store to one volume over a connection that other volumes'
+    /// stores may share (one driver session, one runtime for all of them).
+    pub fn open_on(
+        conn: Arc<Conn>,
+        cfg: &StoreConfig,
+        owner: i64,
+        environment: &str,
+    ) -> Result<Store> {
+        valid_keyspace(&cfg.keyspace)?;
         check_schema(&conn, cfg)?;
         let st = Statements::prepare(&conn, &cfg.keyspace)?;
         let est = EntryStatements::prepare(&conn, &cfg.keyspace)?;
