@@ -60,6 +60,8 @@ pub enum Command {
     /// Delete a volume (its content blocks are left to gc).
     #[command(name = "rm-volume")]
     RmVolume(RmVolumeArgs),
+    /// Serve the Docker volume plugin (volumes named OWNER.ENVIRONMENT).
+    Docker(crate::docker::DockerArgs),
 }
 
 /// How to log in to Cassandra and reach it: shared by the mount, `schema`
@@ -453,7 +455,7 @@ fn feed_secs(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-fn timeout_secs(s: &str) -> Result<f64, String> {
+pub fn timeout_secs(s: &str) -> Result<f64, String> {
     let v = secs(s)?;
     if v <= 0.0 {
         return Err(format!("'{s}': must be more than 0 seconds"));
@@ -466,7 +468,7 @@ fn timeout_secs(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-fn size(s: &str) -> Result<u64, String> {
+pub fn size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 1u64 << 10),
@@ -505,7 +507,7 @@ fn datacenters(s: &str) -> Result<Datacenters, String> {
         .map(Datacenters)
 }
 
-fn environment(s: &str) -> Result<String, String> {
+pub fn environment(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.chars()

@@ -7,6 +7,7 @@
 pub mod admin;
 pub mod cache;
 pub mod cli;
+pub mod docker;
 pub mod error;
 pub mod feed;
 pub mod fuse;

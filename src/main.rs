@@ -8,6 +8,7 @@ fn main() -> ExitCode {
     let cli = cli::parse();
     let result = match cli.command {
         Some(Command::Schema(args)) => cassfs::run_schema(&args).map(|()| 0),
+        Some(Command::Docker(args)) => cassfs::docker::run(&args).map(|()| 0),
         Some(cmd) => cassfs::admin::run(cmd),
         None => cassfs::run_mount(&cli.mount).map(|()| 0),
     };

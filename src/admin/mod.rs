@@ -27,7 +27,9 @@ pub type CmdResult<T> = Result<T, String>;
 pub fn run(cmd: Command) -> CmdResult<u8> {
     let secs = Duration::from_secs_f64;
     match cmd {
-        Command::Schema(_) => Err("schema is not an operator command".into()),
+        Command::Schema(_) | Command::Docker(_) => {
+            Err("schema and docker are not operator commands".into())
+        }
         Command::Status(a) => status::run(&connect(&a.ks)?, &a.scope.into(), a.ks.json).map(|()| 0),
         Command::Volumes(a) => {
             let scope = Scope {
