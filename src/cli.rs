@@ -394,6 +394,8 @@ const LONG_FLAGS: &[&str] = &[
     "from",
     "to",
     "force",
+    "socket",
+    "statedir",
     "help",
     "version",
 ];
