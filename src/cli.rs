@@ -61,7 +61,7 @@ pub enum Command {
     #[command(name = "rm-volume")]
     RmVolume(RmVolumeArgs),
     /// Serve the Docker volume plugin (volumes named OWNER.ENVIRONMENT).
-    Docker(crate::docker::DockerArgs),
+    Docker(DockerArgs),
 }
 
 /// How to log in to Cassandra and reach it: shared by the mount, `schema`
@@ -337,6 +337,50 @@ pub struct MountArgs {
     /// 127.0.0.1:9567; port 0 picks a free port). Off by default.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub metrics: Option<SocketAddr>,
+}
+
+/// Where dockerd looks for the plugin named `cassfs`.
+pub const DOCKER_SOCKET: &str = "/run/docker/plugins/cassfs.sock";
+/// Where the plugin keeps its state and mount points.
+pub const DOCKER_STATEDIR: &str = "/var/lib/cassfs/docker";
+
+/// `cassfs docker`: the plugin's socket and state, and what every volume's
+/// mount starts from.
+#[derive(Args, Debug, Clone)]
+pub struct DockerArgs {
+    /// Unix socket to serve (dockerd finds /run/docker/plugins/NAME.sock as
+    /// driver NAME).
+    #[arg(long, default_value = DOCKER_SOCKET)]
+    pub socket: PathBuf,
+    /// Directory of the plugin's state (state.json) and of the volumes'
+    /// mount points (volumes/OWNER.ENVIRONMENT).
+    #[arg(long, default_value = DOCKER_STATEDIR)]
+    pub statedir: PathBuf,
+    /// Cassandra contact points: comma-separated host or host:port.
+    #[arg(long, default_value = "localhost")]
+    pub server: String,
+    /// Keyspace holding the CassFS tables.
+    #[arg(long, default_value = "cassfs")]
+    pub keyspace: String,
+    /// Seconds before a Cassandra request fails (a volume's `timeout`
+    /// option overrides it).
+    #[arg(long, default_value = "10", value_parser = timeout_secs)]
+    pub timeout: f64,
+    /// Worker threads of each mounted volume (a volume's `workers` option
+    /// overrides it).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub workers: u32,
+    /// Memory for file content of each mounted volume (a volume's
+    /// `cache_size` option overrides it); suffixes K, M, G.
+    #[arg(long = "cache_size", alias = "cache-size", default_value = "64M",
+          value_parser = size)]
+    pub cache_size: u64,
+    /// Debug logging.
+    #[arg(long, num_args = 0..=1, default_value = "false", default_missing_value = "true",
+          value_parser = clap::builder::BoolishValueParser::new())]
+    pub debug: bool,
+    #[command(flatten)]
+    pub conn: ConnArgs,
 }
 
 /// Parses the command line. Help and version go to stdout (exit 0); an

@@ -13,55 +13,12 @@ use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use clap::Args;
 use log::{debug, error, info, warn};
 use parking_lot::Mutex;
 
 pub use driver::{parse_name, Defaults, Driver};
 
-use crate::cli::ConnArgs;
-
-/// Where dockerd looks for the plugin named `cassfs`.
-pub const DEFAULT_SOCKET: &str = "/run/docker/plugins/cassfs.sock";
-/// Where the plugin keeps its state and mount points.
-pub const DEFAULT_STATEDIR: &str = "/var/lib/cassfs/docker";
-
-#[derive(Args, Debug, Clone)]
-pub struct DockerArgs {
-    /// Unix socket to serve (dockerd finds /run/docker/plugins/NAME.sock as
-    /// driver NAME).
-    #[arg(long, default_value = DEFAULT_SOCKET)]
-    pub socket: PathBuf,
-    /// Directory of the plugin's state (state.json) and of the volumes'
-    /// mount points (volumes/OWNER.ENVIRONMENT).
-    #[arg(long, default_value = DEFAULT_STATEDIR)]
-    pub statedir: PathBuf,
-    /// Cassandra contact points: comma-separated host or host:port.
-    #[arg(long, default_value = "localhost")]
-    pub server: String,
-    /// Keyspace holding the CassFS tables.
-    #[arg(long, default_value = "cassfs")]
-    pub keyspace: String,
-    /// Seconds before a Cassandra request fails (a volume's `timeout`
-    /// option overrides it).
-    #[arg(long, default_value = "10", value_parser = crate::cli::timeout_secs)]
-    pub timeout: f64,
-    /// Worker threads of each mounted volume (a volume's `workers` option
-    /// overrides it).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u32).range(1..=1024))]
-    pub workers: u32,
-    /// Memory for file content of each mounted volume (a volume's
-    /// `cache_size` option overrides it); suffixes K, M, G.
-    #[arg(long = "cache_size", alias = "cache-size", default_value = "64M",
-          value_parser = crate::cli::size)]
-    pub cache_size: u64,
-    /// Debug logging.
-    #[arg(long, num_args = 0..=1, default_value = "false", default_missing_value = "true",
-          value_parser = clap::builder::BoolishValueParser::new())]
-    pub debug: bool,
-    #[command(flatten)]
-    pub conn: ConnArgs,
-}
+use crate::cli::DockerArgs;
 
 /// Binds the plugin socket, replacing a stale one; refuses to take over a
 /// socket another process answers on.
