@@ -71,6 +71,9 @@ fn fuse_config(args: &MountArgs) -> Config {
         config.acl = SessionACL::All;
     }
     config
+        .mount_options
+        .extend(args.kernel_flags.mount_options());
+    config
 }
 
 /// Mounts the volume and serves it until it is unmounted.
@@ -174,6 +177,7 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
         args.keyspace,
         args.mount.display()
     );
+    crate::daemon::ready();
     // run() consumes the session; when it returns, the adapter has been
     // dropped and the workers drained.
     let served = session.run();
