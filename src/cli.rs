@@ -28,7 +28,11 @@ pub const VERSION: &str = concat!(
     long_about = "Mount a CassFS volume (owner, environment) stored in Apache Cassandra.\n\n\
         cassfs [options] mounts one volume and stays in the foreground until it is \
         unmounted (fusermount3 -u MOUNTPOINT) or receives SIGTERM/SIGINT.\n\
-        Flags may be written Go style (-mount /opt, -owner=7) or GNU style (--mount /opt).",
+        Flags may be written Go style (-mount /opt, -owner=7) or GNU style (--mount /opt).\n\
+        cassfs SOURCE MOUNTPOINT [-o OPTIONS] [-f] is the form mount -t fuse.cassfs and fstab \
+        run (SOURCE: [KEYSPACE:]OWNER.ENVIRONMENT[@SERVERS]); it detaches once mounted.\n\
+        Unset flags come from CASSFS_<FLAG> variables, then from the config file \
+        (--config, else ./cassfs.yaml, ~/.cassfs/cassfs.yaml, /etc/cassfs/cassfs.yaml).",
     args_conflicts_with_subcommands = true,
     allow_negative_numbers = true
 )]
