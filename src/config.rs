@@ -237,8 +237,7 @@ impl std::fmt::Debug for FileSettings {
 /// Every key must be known and every value valid, whatever the command.
 pub fn read_file(path: &Path, keys: &[String]) -> Result<FileSettings, ConfigError> {
     let origin = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::Read(origin.clone(), e.to_string()))?;
+    let text = read_text(path).map_err(|e| ConfigError::Read(origin.clone(), e))?;
     let raw = parse_yaml(&origin, &text)?;
     let mut out = BTreeMap::new();
     let mut password = None;
@@ -280,6 +279,34 @@ pub fn read_file(path: &Path, keys: &[String]) -> Result<FileSettings, ConfigErr
         values: out,
         password,
     })
+}
+
+/// The most a config file may hold.
+pub const MAX_FILE_BYTES: u64 = 1 << 20;
+
+/// A config file's text: a regular file (or a character device such as
+/// /dev/null) of at most [`MAX_FILE_BYTES`], in UTF-8.
+fn read_text(path: &Path) -> Result<String, String> {
+    use std::io::Read;
+    use std::os::unix::fs::FileTypeExt;
+    if path.as_os_str().is_empty() {
+        return Err("an empty path names no config file".into());
+    }
+    let kind = std::fs::metadata(path)
+        .map_err(|e| e.to_string())?
+        .file_type();
+    if !kind.is_file() && !kind.is_char_device() {
+        return Err("not a regular file".into());
+    }
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut bytes = Vec::new();
+    file.take(MAX_FILE_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > MAX_FILE_BYTES {
+        return Err(format!("larger than {MAX_FILE_BYTES} bytes"));
+    }
+    String::from_utf8(bytes).map_err(|_| "not UTF-8 text".into())
 }
 
 /// The file's mapping; an empty file (or one of comments only) has no keys.
@@ -410,6 +437,12 @@ mod tests {
         assert!(read_file(&p, &keys).is_err(), "a list is not a mapping");
         std::fs::write(&p, "owner: 1\nowner: 2\n").expect("write");
         assert!(read_file(&p, &keys).is_err(), "a key twice");
+        let e = read_file(Path::new("/dev/zero"), &keys).expect_err("endless");
+        assert!(e.to_string().contains("larger than"), "{e}");
+        assert!(read_file(dir.path(), &keys).is_err(), "a directory");
+        assert!(read_file(Path::new(""), &keys).is_err(), "no path");
+        std::fs::write(&p, b"owner: \xff\n").expect("write");
+        assert!(read_file(&p, &keys).is_err(), "not UTF-8");
     }
 
     #[test]
