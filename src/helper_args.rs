@@ -299,8 +299,9 @@ fn options(
             return Err(format!(
                 "unknown mount option '{opt}' (allowed: the flags as options, e.g. \
                  entry_ttl=5,config=FILE; ro, allow_other, dev, nodev, suid, nosuid, exec, \
-                 noexec; ignored: {}, x-*, comment=*)",
-                IGNORED.join(", ")
+                 noexec; ignored: {}, {}*)",
+                IGNORED.join(", "),
+                IGNORED_PREFIXES.join("*, ")
             ));
         };
         if given.contains(&name) {
