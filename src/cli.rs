@@ -28,15 +28,26 @@ pub const VERSION: &str = concat!(
     long_about = "Mount a CassFS volume (owner, environment) stored in Apache Cassandra.\n\n\
         cassfs [options] mounts one volume and stays in the foreground until it is \
         unmounted (fusermount3 -u MOUNTPOINT) or receives SIGTERM/SIGINT.\n\
-        Flags may be written Go style (-mount /opt, -owner=7) or GNU style (--mount /opt).",
+        Flags may be written Go style (-mount /opt, -owner=7) or GNU style (--mount /opt).\n\
+        cassfs SOURCE MOUNTPOINT [-o OPTIONS] [-f] is the form mount -t fuse.cassfs and fstab \
+        run (SOURCE: [KEYSPACE:]OWNER.ENVIRONMENT[@SERVERS]); it detaches once mounted.\n\
+        Unset flags come from CASSFS_<FLAG> variables, then from the config file \
+        (--config, else ./cassfs.yaml, ~/.cassfs/cassfs.yaml, /etc/cassfs/cassfs.yaml).",
     args_conflicts_with_subcommands = true,
     allow_negative_numbers = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
+    /// YAML file of settings (default: the first of ./cassfs.yaml,
+    /// $HOME/.cassfs/cassfs.yaml, /etc/cassfs/cassfs.yaml that exists).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     #[command(flatten)]
     pub mount: MountArgs,
+    /// Detach once mounted (the mount helper's form without -f).
+    #[arg(skip)]
+    pub daemonize: bool,
 }
 
 #[derive(Subcommand, Debug)]
@@ -110,9 +121,15 @@ impl ConnArgs {
                     .next()
                     .unwrap_or("")
                     .to_string(),
-                None => std::env::var(PASSWORD_ENV).map_err(|_| {
-                    format!("-username {username} needs -password_file PATH or {PASSWORD_ENV}")
-                })?,
+                None => std::env::var(PASSWORD_ENV)
+                    .ok()
+                    .or_else(crate::config::file_password)
+                    .ok_or_else(|| {
+                        format!(
+                            "-username {username} needs -password_file PATH, {PASSWORD_ENV} \
+                             or a password in the config file"
+                        )
+                    })?,
             };
             cfg.credentials = Some(crate::store::Credentials {
                 username: username.clone(),
@@ -120,6 +137,8 @@ impl ConnArgs {
             });
         } else if self.password_file.is_some() {
             return Err("-password_file needs -username".into());
+        } else if crate::config::file_password().is_some() {
+            return Err("the config file's password needs username".into());
         }
         let files = self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some();
         if self.tls {
@@ -337,6 +356,9 @@ pub struct MountArgs {
     /// 127.0.0.1:9567; port 0 picks a free port). Off by default.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub metrics: Option<SocketAddr>,
+    /// dev/suid/exec and their negations, from the mount helper's options.
+    #[arg(skip)]
+    pub kernel_flags: crate::helper_args::KernelFlags,
 }
 
 /// Where dockerd looks for the plugin named `cassfs`.
@@ -383,12 +405,32 @@ pub struct DockerArgs {
     pub conn: ConnArgs,
 }
 
-/// Parses the command line. Help and version go to stdout (exit 0); an
-/// unknown flag prints the usage (exit 2); a bad value is one line (exit 2).
+/// Parses the command line (also the mount helper's form, see
+/// `crate::helper_args`), then fills unset flags from the environment and
+/// the config file (`crate::config`). Help and version go to stdout (exit
+/// 0); an unknown flag prints the usage (exit 2); a bad value, option or
+/// config file is one line (exit 2).
 pub fn parse() -> Cli {
     use clap::error::ErrorKind;
-    match Cli::try_parse_from(normalize_args(std::env::args_os())) {
-        Ok(cli) => cli,
+    let fail = |msg: &dyn std::fmt::Display| -> ! {
+        eprintln!("cassfs: {msg}");
+        std::process::exit(2)
+    };
+    let mut argv: Vec<OsString> = std::env::args_os().collect();
+    let helper = crate::helper_args::translate(&argv).unwrap_or_else(|e| fail(&e));
+    if let Some(h) = &helper {
+        argv.truncate(1);
+        argv.extend(h.args.iter().cloned());
+    }
+    let args = crate::config::apply(normalize_args(argv)).unwrap_or_else(|e| fail(&e));
+    match Cli::try_parse_from(args) {
+        Ok(mut cli) => {
+            if let Some(h) = helper {
+                cli.mount.kernel_flags = h.flags;
+                cli.daemonize = !h.foreground;
+            }
+            cli
+        }
         Err(e) => match e.kind() {
             ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
                 let text = e.to_string();
@@ -420,6 +462,7 @@ const LONG_FLAGS: &[&str] = &[
     "allow_other",
     "read_only",
     "metrics",
+    "config",
     "replication_factor",
     "replication-factor",
     "datacenters",
@@ -553,6 +596,7 @@ fn datacenters(s: &str) -> Result<Datacenters, String> {
         .map(Datacenters)
 }
 
+/// Checks an environment name (the `-environment` flag's parser).
 pub fn environment(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64

@@ -7,10 +7,13 @@
 pub mod admin;
 pub mod cache;
 pub mod cli;
+pub mod config;
+pub mod daemon;
 pub mod docker;
 pub mod error;
 pub mod feed;
 pub mod fuse;
+pub mod helper_args;
 pub mod metrics;
 pub mod mount;
 pub mod ops;

@@ -1,11 +1,25 @@
 //! The `cassfs` binary: parse the command line, then mount or run a subcommand.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use cassfs::cli::{self, Command};
 
+/// How long the mount helper waits for the detached daemon to mount: a
+/// minute, plus three request timeouts (connecting, the volume, the session).
+fn mount_limit(timeout_secs: f64) -> Duration {
+    Duration::from_secs_f64(60.0 + 3.0 * timeout_secs)
+}
+
 fn main() -> ExitCode {
     let cli = cli::parse();
+    if cli.daemonize {
+        // Before anything starts a thread: the parent exits in there.
+        if let Err(e) = cassfs::daemon::detach(mount_limit(cli.mount.timeout)) {
+            eprintln!("cassfs: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let result = match cli.command {
         Some(Command::Schema(args)) => cassfs::run_schema(&args).map(|()| 0),
         Some(Command::Docker(args)) => cassfs::docker::run(&args).map(|()| 0),
@@ -17,7 +31,9 @@ fn main() -> ExitCode {
         Err(msg) => {
             // One line, whatever the message carries.
             let line = msg.split_whitespace().collect::<Vec<_>>().join(" ");
-            eprintln!("cassfs: {line}");
+            if !cassfs::daemon::report_failure(&line) {
+                eprintln!("cassfs: {line}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -75,6 +75,9 @@ fn fuse_config(args: &MountArgs) -> Config {
         config.acl = SessionACL::All;
     }
     config
+        .mount_options
+        .extend(args.kernel_flags.mount_options());
+    config
 }
 
 /// A volume being served: its core, the kernel session, and the threads
@@ -255,6 +258,7 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
         args.keyspace,
         args.mount.display()
     );
+    crate::daemon::ready();
     // run() consumes the session; when it returns, the adapter has been
     // dropped and the workers drained.
     let served = session.run();
