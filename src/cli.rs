@@ -60,6 +60,8 @@ pub enum Command {
     /// Delete a volume (its content blocks are left to gc).
     #[command(name = "rm-volume")]
     RmVolume(RmVolumeArgs),
+    /// Set, show or remove a volume's quota (bytes and inodes).
+    Quota(crate::admin::quota::QuotaArgs),
 }
 
 /// How to log in to Cassandra and reach it: shared by the mount, `schema`
@@ -392,6 +394,8 @@ const LONG_FLAGS: &[&str] = &[
     "from",
     "to",
     "force",
+    "bytes",
+    "inodes",
     "help",
     "version",
 ];
@@ -466,17 +470,18 @@ fn timeout_secs(s: &str) -> Result<f64, String> {
     Ok(v)
 }
 
-fn size(s: &str) -> Result<u64, String> {
+pub(crate) fn size(s: &str) -> Result<u64, String> {
     let t = s.trim();
     let (num, mult) = match t.chars().last().map(|c| c.to_ascii_uppercase()) {
         Some('K') => (&t[..t.len() - 1], 1u64 << 10),
         Some('M') => (&t[..t.len() - 1], 1 << 20),
         Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("'{s}' is not a size (bytes, or a number with K, M or G)"))?;
+        .map_err(|_| format!("'{s}' is not a size (bytes, or a number with K, M, G or T)"))?;
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{s}' is too large"))
 }
@@ -505,7 +510,7 @@ fn datacenters(s: &str) -> Result<Datacenters, String> {
         .map(Datacenters)
 }
 
-fn environment(s: &str) -> Result<String, String> {
+pub(crate) fn environment(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
         && s.chars()
@@ -615,6 +620,8 @@ mod tests {
         assert_eq!(size("512"), Ok(512));
         assert_eq!(size("64M"), Ok(64 << 20));
         assert_eq!(size("1g"), Ok(1 << 30));
+        assert_eq!(size("2T"), Ok(2 << 40));
+        assert!(size("99999999T").is_err());
         assert!(size("x").is_err());
     }
 

@@ -93,7 +93,10 @@ fn statfs_of(used: Usage, limits: Limits) -> StatFs {
     let bytes = used.bytes.max(0) as u64;
     let inodes = used.inodes.max(0) as u64;
     let (blocks, bfree) = match limits.max_bytes {
-        Some(max) => (max.div_ceil(BSIZE).max(1), max.saturating_sub(bytes) / BSIZE),
+        Some(max) => (
+            max.div_ceil(BSIZE).max(1),
+            max.saturating_sub(bytes) / BSIZE,
+        ),
         None => (bytes.div_ceil(BSIZE) + UNLIMITED, UNLIMITED),
     };
     let (files, ffree) = match limits.max_inodes {

@@ -526,8 +526,11 @@ impl Store {
                         // (a new inode's row, a rename's journal row) may
                         // not be: written again, as it is idempotent.
                         // Not the counter updates: they are never sent twice.
-                        let plain: Vec<_> =
-                            jobs.iter().filter(|(ps, _)| ps.get_is_idempotent()).cloned().collect();
+                        let plain: Vec<_> = jobs
+                            .iter()
+                            .filter(|(ps, _)| ps.get_is_idempotent())
+                            .cloned()
+                            .collect();
                         let again = self.run_jobs(&plain);
                         match (settled, again) {
                             (Some(true), Err(again)) => return Err(again),

@@ -162,7 +162,11 @@ impl Store {
 /// A volume: (owner, environment).
 type Key = (i64, String);
 
-fn scan_by_volume<T>(ks: &Keyspace, cql: &str, f: fn(&[Row], usize) -> T) -> Result<HashMap<Key, T>> {
+fn scan_by_volume<T>(
+    ks: &Keyspace,
+    cql: &str,
+    f: fn(&[Row], usize) -> T,
+) -> Result<HashMap<Key, T>> {
     let mut out = HashMap::new();
     ks.scan(cql, Vec::new(), &mut |r| {
         if let (Some(o), Some(e)) = (r.big(0), r.text(1)) {
@@ -266,8 +270,20 @@ mod tests {
 
     #[test]
     fn only_files_count_bytes() {
-        assert_eq!(Usage::of(Kind::File, 10), Usage { bytes: 10, inodes: 1 });
-        assert_eq!(Usage::of(Kind::Symlink, 10), Usage { bytes: 0, inodes: 1 });
+        assert_eq!(
+            Usage::of(Kind::File, 10),
+            Usage {
+                bytes: 10,
+                inodes: 1
+            }
+        );
+        assert_eq!(
+            Usage::of(Kind::Symlink, 10),
+            Usage {
+                bytes: 0,
+                inodes: 1
+            }
+        );
         assert_eq!(Usage::of(Kind::Dir, 0).negated().inodes, -1);
         let u = Usage::bytes(5).plus(Usage::of(Kind::File, 3));
         assert_eq!(u.minus(u), Usage::default());
