@@ -17,6 +17,11 @@ use crate::store::{Limits, Store, Usage, Write};
 /// they are read again: with other mounts writing, the bound on how late
 /// this mount learns of their growth.
 pub const REFRESH: Duration = Duration::from_secs(2);
+/// They are read again sooner, but not more often than this, once this
+/// mount alone used an eighth of the room left under a limit at the last
+/// read: other mounts may be writing as fast, so mounts writing at once
+/// stop close to the quota.
+pub const REFRESH_MIN: Duration = Duration::from_millis(25);
 /// The block size statfs reports.
 const BSIZE: u64 = 4096;
 /// Free blocks (and free inodes) statfs reports without a quota.
@@ -29,8 +34,29 @@ struct Seen {
     read_at: Instant,
     /// A read is under way (others use what is known meanwhile).
     reading: bool,
-    /// This mount's changes since the read under way started.
+    /// This mount's changes since the last read started.
     since: Usage,
+}
+
+impl Seen {
+    /// Whether the counters should be read again.
+    fn stale(&self) -> bool {
+        let age = self.read_at.elapsed();
+        if self.reading || age < REFRESH_MIN {
+            return false;
+        }
+        // Room left under each limit at the last read, less what this
+        // mount used since.
+        let used_up = |since: i64, used: i64, max: Option<u64>| {
+            max.is_some_and(|m| {
+                let room = (m as i64).saturating_sub(used - since).max(0);
+                since > 0 && since >= room / 8
+            })
+        };
+        age >= REFRESH
+            || used_up(self.since.bytes, self.used.bytes, self.limits.max_bytes)
+            || used_up(self.since.inodes, self.used.inodes, self.limits.max_inodes)
+    }
 }
 
 /// What this mount knows of its volume's usage and quota.
@@ -58,7 +84,7 @@ impl Quota {
     fn current(&self, store: &Store) -> (Usage, Limits) {
         {
             let mut s = self.seen.lock();
-            if s.reading || s.read_at.elapsed() < REFRESH {
+            if !s.stale() {
                 return (s.used, s.limits);
             }
             s.reading = true;
