@@ -33,7 +33,7 @@ pub fn run(ks: &Keyspace, scope: &Scope, json_out: bool) -> CmdResult<()> {
         for s in &list {
             let age = (now - s.heartbeat_ns).max(0) as f64 / 1e9;
             text.push(format!(
-                "  {} pid {} on {} (version {}), heartbeat {}, up since {}",
+                "  {} pid {} on {} (version {}), heartbeat {}, started {}",
                 s.host,
                 s.pid,
                 s.mountpoint,
