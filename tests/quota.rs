@@ -12,6 +12,8 @@
 //!   the quota, within the documented overshoot, and the counters are exact;
 //! - `cassfs fsck --repair` corrects counters made wrong on purpose, and
 //!   those a `kill -9` of a writing daemon left.
+//! - `clone` gives the new volume its counters, `rm-volume` brings them to
+//!   zero and removes the quota.
 
 mod common;
 
@@ -472,4 +474,43 @@ fn counters_after_kill_9_mid_write() {
     let (code, doc) = fsck(&vol, &[]);
     assert_eq!(num(&doc, &["found", "usage_counters"]), None, "{doc}");
     eprintln!("counters_after_kill_9_mid_write: fsck after the repair exits {code:?}");
+}
+
+#[test]
+fn clone_and_rm_volume_keep_the_counters() {
+    let src = Volume::unique("qc");
+    let m = src.mount(&[]);
+    fs::create_dir(m.join("d")).expect("mkdir");
+    write(&m.join("d/f"), &pattern(1, 200_000));
+    write(&m.join("g"), b"small");
+    drop(m);
+    let o = src.owner.to_string();
+    let r = cassfs(
+        &src,
+        &["clone", "--owner", &o, "--from", "qc", "--to", "qc2"],
+    );
+    assert!(r.success(), "clone: {}", r.describe());
+    let dst = Volume::new(&src.keyspace, src.owner, "qc2");
+    let got = cassfs_json(&dst, &["quota", "get", &name(&dst)]);
+    assert_eq!(num(&got, &["usage", "bytes"]), Some(200_005), "{got}");
+    assert_eq!(num(&got, &["usage", "inodes"]), Some(4), "{got}");
+    set_quota(&dst, &["--bytes", "1G"]);
+    let r = cassfs(&dst, &["rm-volume", "--owner", &o, "--environment", "qc2"]);
+    assert!(r.success(), "rm-volume: {}", r.describe());
+    let rows = cql_rows(&format!(
+        "SELECT bytes, inodes FROM {}.usage WHERE owner = {o} AND environment = 'qc2'",
+        dst.keyspace
+    ));
+    assert!(
+        rows.iter().all(|r| r.replace(' ', "") == "0|0"),
+        "counters of a removed volume: {rows:?}"
+    );
+    // Mounted again, it is a new volume: its root, no quota.
+    let m = dst.mount(&[]);
+    let (size, used, _, iused) = df(m.path());
+    assert!(
+        size > 1 << 40 && used == 0 && iused == 1,
+        "{:?}",
+        df(m.path())
+    );
 }
