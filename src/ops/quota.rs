@@ -79,8 +79,8 @@ impl Quota {
         })
     }
 
-    /// Usage and limits, read again first when older than [`REFRESH`]. A
-    /// failed read keeps what is known (and is tried again after REFRESH).
+    /// Usage and limits, read again first when stale ([`Seen::stale`]). A
+    /// failed read keeps what is known (it is tried again later).
     fn current(&self, store: &Store) -> (Usage, Limits) {
         {
             let mut s = self.seen.lock();
