@@ -35,7 +35,7 @@ const CMD_LIMIT: Duration = Duration::from_secs(180);
 const SEEN: Duration = Duration::from_secs(20);
 /// The overshoot allowed to two mounts writing at once (README "Quotas
 /// and df": about what the other mounts write between two reads of the
-/// counters near the quota; measured 0.25-0.5 MiB here).
+/// counters near the quota; measured 0-1 MiB here).
 const OVERSHOOT_MAX: u64 = 4 << 20;
 
 /// `cassfs ARGS --server ... --keyspace K --timeout 60`.
