@@ -73,6 +73,8 @@ pub enum Command {
     RmVolume(RmVolumeArgs),
     /// Serve the Docker volume plugin (volumes named OWNER.ENVIRONMENT).
     Docker(DockerArgs),
+    /// Set, show or remove a volume's quota (bytes and inodes).
+    Quota(crate::admin::quota::QuotaArgs),
 }
 
 /// How to log in to Cassandra and reach it: shared by the mount, `schema`
@@ -483,6 +485,8 @@ const LONG_FLAGS: &[&str] = &[
     "force",
     "socket",
     "statedir",
+    "bytes",
+    "inodes",
     "help",
     "version",
 ];
@@ -563,11 +567,12 @@ pub fn size(s: &str) -> Result<u64, String> {
         Some('K') => (&t[..t.len() - 1], 1u64 << 10),
         Some('M') => (&t[..t.len() - 1], 1 << 20),
         Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
         _ => (t, 1),
     };
     let n: u64 = num
         .parse()
-        .map_err(|_| format!("'{s}' is not a size (bytes, or a number with K, M or G)"))?;
+        .map_err(|_| format!("'{s}' is not a size (bytes, or a number with K, M, G or T)"))?;
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{s}' is too large"))
 }
@@ -707,6 +712,8 @@ mod tests {
         assert_eq!(size("512"), Ok(512));
         assert_eq!(size("64M"), Ok(64 << 20));
         assert_eq!(size("1g"), Ok(1 << 30));
+        assert_eq!(size("2T"), Ok(2 << 40));
+        assert!(size("99999999T").is_err());
         assert!(size("x").is_err());
     }
 

@@ -43,6 +43,8 @@ pub enum FsError {
     NoSpace,
     #[error("busy: another mount is moving a directory")]
     Busy,
+    #[error("the volume's quota is reached")]
+    Quota,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -70,6 +72,7 @@ impl FsError {
             FsError::ArgTooBig => libc::E2BIG,
             FsError::NoSpace => libc::ENOSPC,
             FsError::Busy => libc::EBUSY,
+            FsError::Quota => libc::EDQUOT,
             FsError::Store(_) => libc::EIO,
         }
     }

@@ -521,6 +521,7 @@ fn errno_name(e: i32) -> Option<&'static str> {
         libc::EINVAL => "EINVAL",
         libc::EFBIG => "EFBIG",
         libc::ENOSPC => "ENOSPC",
+        libc::EDQUOT => "EDQUOT",
         libc::EROFS => "EROFS",
         libc::EMLINK => "EMLINK",
         libc::ERANGE => "ERANGE",

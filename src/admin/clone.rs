@@ -8,8 +8,9 @@
 //! volume, not to the keyspace). Each inode row is read once and holds one committed version of its
 //! file, so a clone of a volume being written holds committed versions
 //! only. Entries whose inode was not read (created meanwhile) are left
-//! out, link counts are computed from the entries copied, and the target's
-//! volume row is written last: a clone that fails midway leaves rows that
+//! out, link counts are computed from the entries copied, the target's
+//! usage counters are set to what was copied, and its volume row is
+//! written last: a clone that fails midway leaves rows that
 //! `cassfs fsck` reports and `cassfs rm-volume` removes.
 
 use std::collections::{HashMap, HashSet};
@@ -19,7 +20,8 @@ use serde_json::json;
 
 use super::snapshot::{self, EntryRec};
 use super::{CmdResult, Progress, Scope, VolumeKey};
-use crate::store::{name_key, val, Columns, CqlValue, Keyspace, Values, INODE_COLUMNS};
+use crate::store::usage::{self, Usage};
+use crate::store::{name_key, val, Columns, CqlValue, Keyspace, Kind, Values, INODE_COLUMNS};
 
 type Stmt = (String, Values);
 
@@ -94,6 +96,7 @@ pub fn run(ks: &Keyspace, o: &CloneOptions, json_out: bool) -> CmdResult<()> {
     // Entries whose inode was not read (removed meanwhile) are left out.
     let entries: Vec<&EntryRec> = walked.iter().filter(|e| found.contains(&e.ino)).collect();
     let links = links(&entries);
+    let counted = usage_of(&reads);
     let (refs, inodes) = inode_statements(ks, &dst, reads, &links, &progress, &mut written);
     let files = inodes.len() as u64;
     // References before the rows that use them, as a commit does.
@@ -119,6 +122,7 @@ pub fn run(ks: &Keyspace, o: &CloneOptions, json_out: bool) -> CmdResult<()> {
         stmts.push((cql, v));
     }
     ks.run_all(stmts).map_err(|e| e.to_string())?;
+    usage::set_usage(ks, &dst, counted).map_err(|e| e.to_string())?;
     let v = vec![
         val::big(o.owner),
         val::text(&o.to),
@@ -154,6 +158,16 @@ pub fn run(ks: &Keyspace, o: &CloneOptions, json_out: bool) -> CmdResult<()> {
     });
     super::print(json_out, &doc, &text);
     Ok(())
+}
+
+/// What the inode rows read count for in the usage counters (rows are
+/// `owner, environment, ino, INODE_COLUMNS`: kind and size at 3 and 8).
+fn usage_of(rows: &[crate::store::Row]) -> Usage {
+    rows.iter().fold(Usage::default(), |u, r| {
+        let kind = r.int(3).and_then(Kind::from_i32).unwrap_or(Kind::Fifo);
+        let size = r.big(8).unwrap_or(0).max(0) as u64;
+        u.plus(Usage::of(kind, size))
+    })
 }
 
 /// The source's inode allocator, so the clone hands out new numbers only.

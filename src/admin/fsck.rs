@@ -6,12 +6,15 @@
 //! subdirectories of a directory) that disagree with the entries, entries
 //! whose kind disagrees with their inode, content blocks referenced but
 //! missing, missing block references, directories unreachable from the
-//! root (a cycle), and rows of volumes that have no volume row.
+//! root (a cycle), rows of volumes that have no volume row, and usage
+//! counters that disagree with the inodes scanned.
 //!
 //! Repaired: dangling names are removed (a conditional delete of that
 //! entry), recorded names, subdirectories, parents and entry kinds are set
 //! from the entries, missing references are written, unnamed inodes past
-//! the grace period that no live session holds are deleted (as gc does).
+//! the grace period that no live session holds are deleted (as gc does),
+//! and the usage counters are set to the scan (less what the repairs
+//! deleted) by adding the difference.
 //! Missing blocks and unreachable directories are reported only.
 //!
 //! Exit status: 0 clean, 1 problems found and all repaired, 4 problems left.
@@ -23,6 +26,7 @@ use serde_json::json;
 
 use super::snapshot::{self, VolumeRows};
 use super::{CmdResult, Progress, Scope, VolumeKey};
+use crate::store::usage::{self, Usage};
 use crate::store::{name_key, val, CqlValue, Hash, Keyspace, Kind, Values};
 
 pub struct FsckOptions {
@@ -42,6 +46,7 @@ pub enum Problem {
     MissingRef,
     Unreachable,
     UnknownVolume,
+    Usage,
 }
 
 impl Problem {
@@ -55,6 +60,7 @@ impl Problem {
             Problem::MissingRef => "block references missing",
             Problem::Unreachable => "directories unreachable from the root (cycles)",
             Problem::UnknownVolume => "volumes with rows but no volume row",
+            Problem::Usage => "usage counters that disagree with the inodes",
         }
     }
 
@@ -68,6 +74,7 @@ impl Problem {
             Problem::MissingRef => "missing_refs",
             Problem::Unreachable => "unreachable_dirs",
             Problem::UnknownVolume => "unknown_volumes",
+            Problem::Usage => "usage_counters",
         }
     }
 }
@@ -154,6 +161,7 @@ pub fn check(ks: &Keyspace, opts: &FsckOptions, progress: &Progress) -> CmdResul
     let rows = snapshot::volume_rows(ks, &opts.scope, progress)?;
     let refs = snapshot::refs(ks, &opts.scope, progress)?;
     report.rows_read += refs.len() as u64;
+    let counters = usage::all_usage(ks).map_err(|e| e.to_string())?;
     let mut have_refs: HashSet<(i64, String, u64, Hash)> = HashSet::new();
     for r in refs {
         if opts.scope.contains(r.owner, &r.environment) {
@@ -195,6 +203,7 @@ pub fn check(ks: &Keyspace, opts: &FsckOptions, progress: &Progress) -> CmdResul
             held: held.get(key).unwrap_or(&no_holds),
             have_refs: &have_refs,
             cutoff_ns,
+            counted: counters.get(key).copied().unwrap_or_default(),
         };
         let fixes = ctx.check(&mut report)?;
         if opts.repair {
@@ -212,6 +221,9 @@ struct Fix {
     /// A read that cancels the repair when it finds a row now (the scan
     /// raced a change: a name created while its inode row was written).
     unless_found: Option<Stmt>,
+    /// What the repair takes out of the usage counters when it applies
+    /// (an inode deleted).
+    freed: Usage,
 }
 
 struct Volume<'a> {
@@ -221,6 +233,8 @@ struct Volume<'a> {
     held: &'a HashSet<u64>,
     have_refs: &'a HashSet<(i64, String, u64, Hash)>,
     cutoff_ns: i64,
+    /// The volume's usage counters.
+    counted: Usage,
 }
 
 impl Volume<'_> {
@@ -250,7 +264,48 @@ impl Volume<'_> {
         self.check_links(report, &mut fixes);
         self.check_reachable(report);
         self.check_blocks(report, &mut fixes)?;
+        self.check_usage(report);
         Ok(fixes)
+    }
+
+    /// What the inodes scanned count for: every inode with a kind, and the
+    /// sizes of the files.
+    fn scanned(&self) -> Usage {
+        self.v
+            .inodes
+            .values()
+            .fold(Usage::default(), |u, i| u.plus(i.usage()))
+    }
+
+    /// The usage counters against the scan.
+    fn check_usage(&self, report: &mut FsckReport) {
+        let scan = self.scanned();
+        if scan != self.counted {
+            report.found(
+                Problem::Usage,
+                format!(
+                    "{}: usage counters say {} bytes and {} inodes, the inodes hold {} bytes \
+                     and {} inodes",
+                    self.name(),
+                    self.counted.bytes,
+                    self.counted.inodes,
+                    scan.bytes,
+                    scan.inodes
+                ),
+            );
+        }
+    }
+
+    /// Sets the usage counters to the scan, less what the repairs deleted
+    /// (counters cannot be set: the difference is added).
+    fn repair_usage(&self, freed: Usage, report: &mut FsckReport) -> CmdResult<()> {
+        let want = self.scanned().minus(freed);
+        let key = (self.key.0, self.key.1.clone());
+        usage::add_usage(self.ks, &key, want.minus(self.counted)).map_err(|e| e.to_string())?;
+        if self.scanned() != self.counted {
+            report.repaired(Problem::Usage);
+        }
+        Ok(())
     }
 
     /// Names pointing at missing inodes, and kinds that disagree.
@@ -287,6 +342,7 @@ impl Volume<'_> {
                         problem: Problem::DanglingName,
                         stmt: (cql, v),
                         unless_found: Some((inode_q.clone(), self.ino_key(e.ino))),
+                        freed: Usage::default(),
                     });
                 }
                 Some(kind) if kind != e.kind => {
@@ -308,6 +364,7 @@ impl Volume<'_> {
                         problem: Problem::EntryKind,
                         stmt: (cql, v),
                         unless_found: None,
+                        freed: Usage::default(),
                     });
                 }
                 Some(_) => {}
@@ -358,6 +415,7 @@ impl Volume<'_> {
                         problem: Problem::UnnamedInode,
                         stmt: (cql, [key.clone(), cond].concat()),
                         unless_found: None,
+                        freed: i.usage(),
                     });
                 }
                 continue;
@@ -396,6 +454,7 @@ impl Volume<'_> {
                         problem: Problem::LinkCount,
                         stmt: (cql, v),
                         unless_found: None,
+                        freed: Usage::default(),
                     });
                 }
             } else {
@@ -422,6 +481,7 @@ impl Volume<'_> {
                         problem: Problem::LinkCount,
                         stmt: (cql, v),
                         unless_found: None,
+                        freed: Usage::default(),
                     });
                 }
             }
@@ -506,6 +566,7 @@ impl Volume<'_> {
                         problem: Problem::MissingRef,
                         stmt: (cql, v),
                         unless_found: None,
+                        freed: Usage::default(),
                     });
                 }
             }
@@ -545,10 +606,13 @@ impl Volume<'_> {
                 kept.push(f);
             }
         }
-        let (problems, stmts): (Vec<Problem>, Vec<Stmt>) =
-            kept.into_iter().map(|f| (f.problem, f.stmt)).unzip();
+        let (problems, stmts): (Vec<(Problem, Usage)>, Vec<Stmt>) = kept
+            .into_iter()
+            .map(|f| ((f.problem, f.freed), f.stmt))
+            .unzip();
         let results = self.ks.run_all(stmts).map_err(|e| e.to_string())?;
-        for (p, rows) in problems.into_iter().zip(results) {
+        let mut freed = Usage::default();
+        for ((p, gone), rows) in problems.into_iter().zip(results) {
             // Unconditional writes return no rows; conditional ones say
             // whether they applied.
             let applied = rows.first().map_or(Some(true), |r| {
@@ -557,8 +621,9 @@ impl Volume<'_> {
             });
             if applied == Some(true) {
                 report.repaired(p);
+                freed = freed.plus(gone);
             }
         }
-        Ok(())
+        self.repair_usage(freed, report)
     }
 }

@@ -5,7 +5,8 @@
 //!    unchanged since it was read (its ctime) and, for a file, its recorded
 //!    names are empty, for a directory, its parent is the one read (then
 //!    its entries go). Partial inode rows (updates that reached a
-//!    deleted inode) go too.
+//!    deleted inode) go too. The inodes deleted leave the volume's usage
+//!    counters.
 //! 2. Block references whose inode is gone or no longer uses the block,
 //!    deleted with the grace period's cutoff as timestamp: a reference
 //!    written since (a commit under way) survives the delete.
@@ -23,6 +24,7 @@ use serde_json::json;
 
 use super::snapshot::{self, RefRec, VolumeRows};
 use super::{CmdResult, Progress, Scope, VolumeKey};
+use crate::store::usage::{self, Usage};
 use crate::store::{val, Columns, Hash, Keyspace, Values};
 
 pub struct GcOptions {
@@ -206,6 +208,12 @@ fn unnamed_inodes(
     }
     report.inodes += gone.len() as u64;
     ks.run_all(after).map_err(|e| e.to_string())?;
+    let freed = gone
+        .iter()
+        .filter_map(|ino| v.inodes.get(ino))
+        .fold(Usage::default(), |u, i| u.plus(i.usage()));
+    let key = (*owner, env.clone());
+    usage::add_usage(ks, &key, freed.negated()).map_err(|e| e.to_string())?;
     Ok(gone)
 }
 

@@ -1,5 +1,5 @@
 //! The operator commands: `status`, `volumes` (`du`), `gc`, `fsck`,
-//! `clone` and `rm-volume`. Each works on a whole keyspace through a
+//! `clone`, `rm-volume` and `quota`. Each works on a whole keyspace through a
 //! [`Keyspace`], beside live mounts, and prints a one-line summary (or JSON
 //! with `--json`); commands that walk volumes show a progress line on a
 //! terminal. Nothing here runs inside a mount.
@@ -7,6 +7,7 @@
 pub mod clone;
 pub mod fsck;
 pub mod gc;
+pub mod quota;
 pub mod rmvol;
 pub mod snapshot;
 pub mod status;
@@ -70,6 +71,7 @@ pub fn run(cmd: Command) -> CmdResult<u8> {
             let key = (a.owner, a.environment);
             rmvol::run(&connect(&a.ks)?, &key, a.force, a.ks.json).map(|()| 0)
         }
+        Command::Quota(a) => quota::run(a),
     }
 }
 

@@ -1,5 +1,6 @@
 //! `cassfs rm-volume`: deletes every row of a volume (refused while it has
-//! live sessions, unless forced). Content blocks are shared by an owner's
+//! live sessions, unless forced), its quota too, and brings its usage
+//! counters to zero. Content blocks are shared by an owner's
 //! environments and are left to `cassfs gc`. The volume row goes last, so
 //! an interrupted removal is still listed and can be run again.
 
@@ -10,6 +11,7 @@ use serde_json::json;
 
 use super::snapshot::{self, VolumeRows};
 use super::{CmdResult, Progress, Scope, VolumeKey};
+use crate::store::usage::{self, Usage};
 use crate::store::{val, Event, Keyspace, Values, FEED_BUCKET_SECS, FEED_RETENTION_SECS};
 
 type Stmt = (String, Values);
@@ -36,6 +38,9 @@ pub fn run(ks: &Keyspace, key: &VolumeKey, force: bool, json_out: bool) -> CmdRe
     let count = stmts.len();
     progress.stage("deleting");
     ks.run_all(stmts).map_err(|e| e.to_string())?;
+    // Counters are brought to zero, not deleted (see store/usage.rs).
+    usage::set_usage(ks, key, Usage::default()).map_err(|e| e.to_string())?;
+    usage::remove_limits(ks, key).map_err(|e| e.to_string())?;
     let k = ks.name();
     ks.run(
         &format!("DELETE FROM {k}.volumes WHERE owner = ? AND environment = ?"),

@@ -31,6 +31,18 @@ impl InodeRec {
         self.kind == Some(crate::store::Kind::Dir as i32)
     }
 
+    /// What it counts for in its volume's usage counters (nothing for a
+    /// partial row).
+    pub fn usage(&self) -> crate::store::Usage {
+        match self.kind {
+            None => crate::store::Usage::default(),
+            Some(k) => match crate::store::Kind::from_i32(k) {
+                Some(kind) => crate::store::Usage::of(kind, self.size),
+                None => crate::store::Usage::of(crate::store::Kind::Fifo, 0),
+            },
+        }
+    }
+
     /// The distinct stored blocks of its content (no holes).
     pub fn distinct_blocks(&self) -> HashSet<Hash> {
         self.blocks.iter().copied().filter(|h| *h != HOLE).collect()

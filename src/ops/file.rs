@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 
 use super::{now_ns, Fs};
 use crate::error::{FsError, FsResult};
-use crate::store::{Content, Hash, Inode, Kind, BLOCK_SIZE, HOLE, INLINE_MAX};
+use crate::store::{Content, Hash, Inode, Kind, Usage, Write, BLOCK_SIZE, HOLE, INLINE_MAX};
 
 /// The largest file: 16 GiB (its block list, 32 bytes per MiB, stays a
 /// 512 KiB column). Writes and truncates past it fail with EFBIG.
@@ -78,6 +78,9 @@ struct FileState {
     /// references are written before the blocks: see `upload`).
     referenced: HashSet<Hash>,
     changed: bool,
+    /// A write was refused for the volume's quota: the next commit drops
+    /// what is written since `base` instead (EDQUOT).
+    over_quota: bool,
     mtime_ns: i64,
     opens: u32,
 }
@@ -265,6 +268,7 @@ impl Fs {
                         staged: BTreeMap::new(),
                         referenced: HashSet::new(),
                         changed: false,
+                        over_quota: false,
                         opens: 0,
                     }))
                 })
@@ -279,6 +283,7 @@ impl Fs {
             st.mtime_ns = fresh.mtime_ns;
             st.staged.clear();
             st.dirty.clear();
+            st.over_quota = false;
             st.base = fresh;
         }
         st.opens += 1;
@@ -422,6 +427,14 @@ impl Fs {
             .checked_add(data.len() as u64)
             .filter(|e| *e <= MAX_FILE_SIZE)
             .ok_or(FsError::TooBig)?;
+        if end > st.size {
+            // What the commit would add to the volume, checked before
+            // anything is buffered.
+            if let Err(e) = self.quota_allows_bytes(end.saturating_sub(st.base.size)) {
+                st.over_quota = true;
+                return Err(e);
+            }
+        }
         let mut pos = offset;
         let mut last = 0;
         while pos < end {
@@ -562,7 +575,11 @@ impl Fs {
             return Err(FsError::TooBig);
         }
         if let Some(st) = self.files.state(ino) {
-            return self.truncate_state(&mut st.lock(), size);
+            let mut st = st.lock();
+            if size > st.size {
+                self.quota_allows_bytes(size.saturating_sub(st.base.size))?;
+            }
+            return self.truncate_state(&mut st, size);
         }
         let i = self.load_current(ino, size > 0)?;
         match i.kind {
@@ -585,7 +602,13 @@ impl Fs {
     /// inode row in a single write.
     fn commit(&self, st: &mut FileState) -> FsResult<()> {
         if !st.changed {
+            st.over_quota = false; // refused before anything was written
             return Ok(());
+        }
+        let grown = st.size as i64 - st.base.size as i64;
+        if st.over_quota || self.quota_allows_bytes(grown.max(0) as u64).is_err() {
+            self.drop_changes(st);
+            return Err(FsError::Quota);
         }
         let content = if st.size <= INLINE_MAX {
             let mut data = Vec::with_capacity(st.size as usize);
@@ -607,7 +630,12 @@ impl Fs {
         inode.version = rand::random::<i64>();
         inode.mtime_ns = st.mtime_ns;
         inode.ctime_ns = now_ns().max(st.mtime_ns);
-        self.store.update_content(&inode)?;
+        let mut writes = vec![Write::Commit(inode.clone())];
+        if grown != 0 {
+            writes.push(Write::Usage(Usage::bytes(grown)));
+        }
+        self.store.apply(writes)?;
+        self.counted(Usage::bytes(grown));
         // Only the content and times changed: the cached copy (if any) is
         // updated in place, so that a change another request made to the
         // rest of the inode meanwhile (its names, by an unlink) stays.
@@ -627,6 +655,20 @@ impl Fs {
         st.referenced.clear();
         st.changed = false;
         Ok(())
+    }
+
+    /// Forgets what was written since the last commit: the file is its
+    /// committed content again (a commit refused for the quota).
+    fn drop_changes(&self, st: &mut FileState) {
+        st.size = st.base.size;
+        st.base_valid = st.base.size;
+        st.mtime_ns = st.base.mtime_ns;
+        st.dirty.clear();
+        st.staged.clear();
+        st.referenced.clear();
+        st.changed = false;
+        st.over_quota = false;
+        self.files.page_versions.lock().remove(&st.base.ino);
     }
 
     /// The block list of the state, uploading what is new.

@@ -17,6 +17,7 @@ mod file;
 mod listing;
 mod names;
 mod prefetch;
+mod quota;
 mod rename;
 mod xattr;
 
@@ -107,6 +108,8 @@ pub struct Fs {
     mount_id: String,
     /// This mount's session and the inodes it holds (`crate::sessions`).
     session: Arc<crate::sessions::Session>,
+    /// The volume's usage and quota (`quota.rs`).
+    quota: quota::Quota,
 }
 
 /// While Cassandra fails, reads are answered from the caches, however old,
@@ -225,6 +228,7 @@ impl Fs {
         if settled > 0 {
             log::debug!("settled the link counts of {settled} removal(s)");
         }
+        let quota = quota::Quota::load(&store)?;
         let store = Arc::new(store);
         let cache = Arc::new(Cache::new(cfg.fcache_ttl, cfg.cache_size));
         let session = crate::sessions::Session::new(store.clone(), &mount_id, &cfg.mountpoint);
@@ -241,6 +245,7 @@ impl Fs {
             outage: Outage::default(),
             dirs: Mutex::new(HashMap::new()),
             mount_id,
+            quota,
         })
     }
 
@@ -480,18 +485,6 @@ impl Fs {
             return Err(FsError::Invalid);
         }
         Ok(i.target)
-    }
-
-    pub fn statfs(&self) -> StatFs {
-        // Cassandra has no fixed capacity: report a large, constant one.
-        StatFs {
-            blocks: 1 << 40,
-            bfree: 1 << 40,
-            files: 1 << 40,
-            ffree: 1 << 40,
-            bsize: 4096,
-            namelen: NAME_MAX as u32,
-        }
     }
 
     /// access(2): existence, then the permission bits for `caller`.

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use super::{check_name, now_ns, Caller, Fs};
 use crate::cache::Listing;
 use crate::error::{FsError, FsResult};
-use crate::store::{name_key, Change, Content, Dentry, Inode, Kind, SetOp, Write};
+use crate::store::{name_key, Change, Content, Dentry, Inode, Kind, SetOp, Usage, Write};
 
 /// The most names one file may have (link(2) fails with EMLINK beyond).
 pub const MAX_LINKS: u32 = 1000;
@@ -106,7 +106,12 @@ impl Fs {
         if is_dir {
             touch = touch.with_subdirs(SetOp::Add(inode.ino));
         }
-        let touch = vec![Write::Update(parent.ino, touch)];
+        // The new inode row counts in the volume's usage whatever the
+        // name's outcome; taken out again below when the name was not made.
+        let touch = vec![
+            Write::Update(parent.ino, touch),
+            Write::Usage(Usage::inode(inode)),
+        ];
         let created = self
             .store
             .create_inode_named(parent.ino, &d, inode, names, touch);
@@ -123,7 +128,10 @@ impl Fs {
         let subdirs = i64::from(created && is_dir);
         self.dir_changed(parent.ino, inode.ctime_ns, subdirs);
         if !created {
-            let mut undo = vec![Write::DeleteInode(inode.ino)];
+            let mut undo = vec![
+                Write::DeleteInode(inode.ino),
+                Write::Usage(Usage::inode(inode).negated()),
+            ];
             if is_dir {
                 let c = Change::default().with_subdirs(SetOp::Remove(inode.ino));
                 undo.push(Write::Update(parent.ino, c));
@@ -134,6 +142,7 @@ impl Fs {
             // `None`: removed again meanwhile.
             return Ok(Err(existing));
         }
+        self.counted(Usage::inode(inode));
         self.cache.put_inode(inode);
         self.cache.set_dentry(parent.ino, name, Some(d));
         if is_dir {
@@ -172,6 +181,7 @@ impl Fs {
         self.writable()?;
         check_name(name)?;
         let p = self.load_dir(parent)?;
+        self.quota_allows_inode()?;
         self.new_inode(&p, kind, mode, caller)
     }
 
@@ -370,7 +380,11 @@ impl Fs {
     /// here, else removes the name from its record.
     fn name_removed(&self, i: Inode, key: Vec<u8>, now: i64) -> FsResult<()> {
         let open = self.files.is_open(i.ino);
-        if !open && self.store.delete_if_last_name(i.ino, &key, Vec::new())? {
+        let deleted = !open
+            && self.delete_counted(Usage::inode(&i), i.nlink <= 1, |also| {
+                self.store.delete_if_last_name(i.ino, &key, also)
+            })?;
+        if deleted {
             self.cache.forget_inode(i.ino);
             return self.drop_refs(&i);
         }
@@ -427,7 +441,10 @@ impl Fs {
     /// Deletes an inode if Cassandra records no name for it, with its block
     /// references.
     pub(super) fn delete_if_unnamed(&self, i: &Inode) -> FsResult<()> {
-        if self.store.delete_if_unnamed(i.ino)? {
+        let last = i.nlink <= 1;
+        if self.delete_counted(Usage::inode(i), last, |also| {
+            self.store.delete_if_unnamed(i.ino, also)
+        })? {
             self.cache.forget_inode(i.ino);
             self.drop_refs(i)?;
         }
@@ -488,7 +505,9 @@ impl Fs {
                 .seal_removed(d.ino, vec![Write::Update(parent, touch)])?;
             // Unless another host moved it elsewhere meanwhile (then it
             // keeps its new name and this rmdir removed nothing of it).
-            self.store.delete_dir_if_under(d.ino, parent)?;
+            self.delete_counted(Usage::of(Kind::Dir, 0), true, |also| {
+                self.store.delete_dir_if_under(d.ino, parent, also)
+            })?;
             self.cache.set_dentry(parent, name, None);
             self.dir_changed(parent, now, -1);
             self.dir_removed(d.ino, now);

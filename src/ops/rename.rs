@@ -261,7 +261,10 @@ impl Fs {
             .set_dentry(newparent, newname, Some(moved.clone()));
         if let Some(ino) = removed_dir {
             self.store.seal_removed(ino, Vec::new())?;
-            self.store.delete_dir_if_under(ino, newparent)?;
+            let dir = crate::store::Usage::of(Kind::Dir, 0);
+            self.delete_counted(dir, true, |also| {
+                self.store.delete_dir_if_under(ino, newparent, also)
+            })?;
         }
         self.cache.forget_inode(src.ino);
         let moved_out = i64::from(moved_dir.is_some() && parent != newparent);

@@ -107,6 +107,7 @@ impl Touched {
             | Write::ClearMoving(..)
             | Write::Journal(..)
             | Write::Unjournal(_)
+            | Write::Usage(_)
             | Write::Removing(..)
             | Write::Event(_) => {}
         }

@@ -525,7 +525,13 @@ impl Store {
                         // The entry is (or may be) there; what goes with it
                         // (a new inode's row, a rename's journal row) may
                         // not be: written again, as it is idempotent.
-                        let again = self.run_jobs(&jobs);
+                        // Not the counter updates: they are never sent twice.
+                        let plain: Vec<_> = jobs
+                            .iter()
+                            .filter(|(ps, _)| ps.get_is_idempotent())
+                            .cloned()
+                            .collect();
+                        let again = self.run_jobs(&plain);
                         match (settled, again) {
                             (Some(true), Err(again)) => return Err(again),
                             (None, Err(again)) => log::warn!(

@@ -21,6 +21,7 @@ mod schema;
 mod session;
 mod sessions;
 mod tls;
+pub mod usage;
 mod writes;
 
 use std::collections::BTreeMap;
@@ -35,6 +36,7 @@ pub use schema::{apply_schema, check_schema, Replication, SCHEMA_CQL};
 pub use scylla::value::{CqlValue, Row};
 pub use session::{Conn, Store};
 pub use sessions::{SessionInfo, SESSION_COLUMNS};
+pub use usage::{Limits, Usage};
 pub use writes::{name_key, Change, SetOp, Write};
 
 /// Now, in nanoseconds since the Unix epoch (the unit of every time

@@ -7,7 +7,7 @@ use super::{Result, StoreConfig, StoreError};
 pub const SCHEMA_CQL: &str = include_str!("../../cql/cassfs.cql");
 
 /// The tables a keyspace must hold for CassFS to mount it.
-const TABLES: [&str; 11] = [
+const TABLES: [&str; 13] = [
     "volumes",
     "inodes",
     "dir_entries",
@@ -19,6 +19,8 @@ const TABLES: [&str; 11] = [
     "removals",
     "sessions",
     "holds",
+    "usage",
+    "quotas",
 ];
 
 /// Checks that a keyspace name is a plain CQL identifier.

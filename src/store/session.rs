@@ -100,7 +100,7 @@ fn connect_failure(
 /// would answer "not applied" the second time) nor a counter update.
 fn is_idempotent(cql: &str) -> bool {
     let upper = cql.to_ascii_uppercase();
-    !(upper.contains(" IF ") || upper.contains("CHURN SET"))
+    !(upper.contains(" IF ") || upper.contains("CHURN SET") || upper.contains("USAGE SET"))
 }
 
 /// A connected session and the runtime that drives it.
@@ -485,7 +485,11 @@ impl Store {
     /// The root is written with timestamp 1, so any later change wins.
     pub fn ensure_volume(&self, root_uid: u32, root_gid: u32) -> Result<()> {
         let now = now_ns();
-        self.exec(&self.st.create_volume, (self.owner, &self.env, now))?;
+        let created = first_bool(self.exec(&self.st.create_volume, (self.owner, &self.env, now))?);
+        if created {
+            // The root counts as an inode of the volume's usage.
+            self.add_usage(super::usage::Usage::of(super::Kind::Dir, 0))?;
+        }
         let root = Inode {
             ino: 1,
             kind: super::Kind::Dir,
@@ -624,16 +628,18 @@ impl Store {
 
     /// Deletes a non-directory inode if it has no name left, decided by
     /// Cassandra (a name added or moved meanwhile keeps it): true if deleted.
-    pub fn delete_if_unnamed(&self, ino: u64) -> Result<bool> {
+    /// `also` goes in the same round trip, whatever the outcome.
+    pub fn delete_if_unnamed(&self, ino: u64, also: Vec<Write>) -> Result<bool> {
         let v = (self.owner, self.env.clone(), ino as i64);
-        self.exec_with(&self.st.delete_unnamed, v, Vec::new(), Touched::ino(ino))
+        self.exec_with(&self.st.delete_unnamed, v, also, Touched::ino(ino))
     }
 
     /// Deletes a directory inode if it is still under `parent` (not moved
     /// meanwhile by another host): true if deleted.
-    pub fn delete_dir_if_under(&self, ino: u64, parent: u64) -> Result<bool> {
+    /// `also` goes in the same round trip, whatever the outcome.
+    pub fn delete_dir_if_under(&self, ino: u64, parent: u64, also: Vec<Write>) -> Result<bool> {
         let v = (self.owner, self.env.clone(), ino as i64, parent as i64);
-        self.exec_with(&self.st.delete_dir_under, v, Vec::new(), Touched::ino(ino))
+        self.exec_with(&self.st.delete_dir_under, v, also, Touched::ino(ino))
     }
 
     pub fn delete_inode(&self, ino: u64) -> Result<()> {
@@ -1053,9 +1059,32 @@ const BATCH_MAX_BYTES: usize = 4 << 10;
 /// write polled before another is never sent after it on the same
 /// connection (see [`applied_with`]).
 pub(super) async fn send_writes(s: Arc<Session>, jobs: &[Job]) -> Result<()> {
+    if jobs.iter().all(|(ps, _)| ps.get_is_idempotent()) {
+        return send_plain(&s, jobs).await;
+    }
+    // Counter updates (the only writes here that may not be sent twice)
+    // cannot share a batch with other writes: they go beside it.
+    let (plain, counters): (Vec<Job>, Vec<Job>) = jobs
+        .iter()
+        .cloned()
+        .partition(|(ps, _)| ps.get_is_idempotent());
+    let counted = counters
+        .iter()
+        .map(|(ps, (_, values))| s.execute_unpaged(ps, values));
+    let (sent, counted) = futures::join!(
+        send_plain(&s, &plain),
+        futures::future::try_join_all(counted)
+    );
+    sent?;
+    counted.map_err(StoreError::request)?;
+    Ok(())
+}
+
+/// [`send_writes`] of writes that may all be batched together.
+async fn send_plain(s: &Session, jobs: &[Job]) -> Result<()> {
     let size: usize = jobs.iter().map(|(_, (_, v))| values_bytes(v)).sum();
     if jobs.len() > 1 && size <= BATCH_MAX_BYTES {
-        return run_batch(&s, BatchType::Unlogged, jobs).await;
+        return run_batch(s, BatchType::Unlogged, jobs).await;
     }
     let sends = jobs
         .iter()

@@ -12,6 +12,7 @@ use scylla::value::CqlValue;
 
 use super::changes::Event;
 use super::records::content_columns;
+use super::usage::{self, Usage};
 use super::{Dentry, Inode, Kind};
 
 /// The key of one name of a non-directory in `inodes.names`: the parent
@@ -104,6 +105,10 @@ pub enum Write {
     /// Records the removal a worker of a mount is making (holder, parent,
     /// name, inode, is a directory), replacing that worker's previous one.
     Removing(String, u64, Vec<u8>, u64, bool),
+    /// Adds to the volume's usage counters (`store/usage.rs`): sent beside
+    /// the write it accounts for, never in a batch with other writes nor
+    /// sent twice (so never through `Store::apply_atomic`).
+    Usage(Usage),
 }
 
 /// A statement text and its values (`None` binds NULL).
@@ -263,6 +268,7 @@ impl Write {
                 ]
                 .concat(),
             ),
+            Write::Usage(u) => (usage::add_cql(ks), usage::add_values(*u, owner, env)),
             Write::Unjournal(id) => (
                 format!("DELETE FROM {ks}.renames WHERE owner = ? AND environment = ? AND id = ?"),
                 [key, vec![Some(CqlValue::BigInt(*id))]].concat(),
