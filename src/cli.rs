@@ -10,15 +10,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::store::Consistency;
 
-/// `cassfs --version`: package version, git revision, build date.
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (git ",
-    env!("CASSFS_GIT_REV"),
-    ", built ",
-    env!("CASSFS_BUILD_DATE"),
-    ")"
-);
+pub use crate::version::VERSION;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -74,7 +66,7 @@ pub enum Command {
     /// Serve the Docker volume plugin (volumes named OWNER.ENVIRONMENT).
     Docker(DockerArgs),
     /// Set, show or remove a volume's quota (bytes and inodes).
-    Quota(crate::admin::quota::QuotaArgs),
+    Quota(QuotaArgs),
 }
 
 /// How to log in to Cassandra and reach it: shared by the mount, `schema`
@@ -125,7 +117,7 @@ impl ConnArgs {
                     .to_string(),
                 None => std::env::var(PASSWORD_ENV)
                     .ok()
-                    .or_else(crate::config::file_password)
+                    .or_else(file_password)
                     .ok_or_else(|| {
                         format!(
                             "-username {username} needs -password_file PATH, {PASSWORD_ENV} \
@@ -139,7 +131,7 @@ impl ConnArgs {
             });
         } else if self.password_file.is_some() {
             return Err("-password_file needs -username".into());
-        } else if crate::config::file_password().is_some() {
+        } else if file_password().is_some() {
             return Err("the config file's password needs username".into());
         }
         let files = self.tls_ca.is_some() || self.tls_cert.is_some() || self.tls_key.is_some();
@@ -360,7 +352,92 @@ pub struct MountArgs {
     pub metrics: Option<SocketAddr>,
     /// dev/suid/exec and their negations, from the mount helper's options.
     #[arg(skip)]
-    pub kernel_flags: crate::helper_args::KernelFlags,
+    pub kernel_flags: crate::kernel_flags::KernelFlags,
+}
+
+/// `cassfs quota`: its action and the volume.
+#[derive(Args, Debug, Clone)]
+pub struct QuotaArgs {
+    #[command(subcommand)]
+    pub action: QuotaAction,
+}
+
+#[derive(Subcommand, Debug, Clone)]
+pub enum QuotaAction {
+    /// Set a volume's quota; a limit not given is left as it is, `none`
+    /// removes it.
+    Set(SetArgs),
+    /// Show a volume's quota and usage.
+    Get(VolumeArgs),
+    /// Remove a volume's quota.
+    Rm(VolumeArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct VolumeArgs {
+    /// The volume: OWNER.ENVIRONMENT, e.g. 7.prod.
+    #[arg(value_parser = volume)]
+    pub volume: (i64, String),
+    #[command(flatten)]
+    pub ks: KeyspaceArgs,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct SetArgs {
+    #[command(flatten)]
+    pub vol: VolumeArgs,
+    /// Bytes of file content (suffixes K, M, G, T; `none`: no limit).
+    #[arg(long, value_parser = bytes_limit)]
+    pub bytes: Option<Limit>,
+    /// Files, directories, symlinks and other inodes (`none`: no limit).
+    #[arg(long, value_parser = inodes_limit)]
+    pub inodes: Option<Limit>,
+}
+
+/// One limit from the command line (`None`: no limit).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limit(pub Option<u64>);
+
+/// The largest limit accepted (what a bigint column holds).
+const MAX_LIMIT: u64 = i64::MAX as u64;
+
+fn limit(s: &str, parse: fn(&str) -> Result<u64, String>) -> Result<Limit, String> {
+    if s.trim().eq_ignore_ascii_case("none") {
+        return Ok(Limit(None));
+    }
+    match parse(s)? {
+        0 => Err(format!(
+            "'{s}': a limit is at least 1 (none, or cassfs quota rm, removes it)"
+        )),
+        n if n > MAX_LIMIT => Err(format!("'{s}' is too large")),
+        n => Ok(Limit(Some(n))),
+    }
+}
+
+fn bytes_limit(s: &str) -> Result<Limit, String> {
+    limit(s, size)
+}
+
+fn inodes_limit(s: &str) -> Result<Limit, String> {
+    limit(s, |s| {
+        s.trim()
+            .parse()
+            .map_err(|_| format!("'{s}' is not a number of inodes"))
+    })
+}
+
+/// `7.prod` → (7, "prod"); a one-line reason otherwise.
+pub fn volume(name: &str) -> Result<(i64, String), String> {
+    let bad = || {
+        format!("invalid volume name '{name}': expected OWNER.ENVIRONMENT, e.g. 7.prod (owner a non-negative integer, environment 1-64 letters, digits, '-', '_' or '.')")
+    };
+    let (owner, env) = name.split_once('.').ok_or_else(bad)?;
+    if owner.is_empty() || !owner.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(bad());
+    }
+    let owner = owner.parse::<i64>().map_err(|_| bad())?;
+    environment(env).map_err(|_| bad())?;
+    Ok((owner, env.to_string()))
 }
 
 /// Where dockerd looks for the plugin named `cassfs`.
@@ -407,42 +484,18 @@ pub struct DockerArgs {
     pub conn: ConnArgs,
 }
 
-/// Parses the command line (also the mount helper's form, see
-/// `crate::helper_args`), then fills unset flags from the environment and
-/// the config file (`crate::config`). Help and version go to stdout (exit
-/// 0); an unknown flag prints the usage (exit 2); a bad value, option or
-/// config file is one line (exit 2).
-pub fn parse() -> Cli {
-    use clap::error::ErrorKind;
-    let fail = |msg: &dyn std::fmt::Display| -> ! {
-        eprintln!("cassfs: {msg}");
-        std::process::exit(2)
-    };
-    let mut argv: Vec<OsString> = std::env::args_os().collect();
-    let helper = crate::helper_args::translate(&argv).unwrap_or_else(|e| fail(&e));
-    if let Some(h) = &helper {
-        argv.truncate(1);
-        argv.extend(h.args.iter().cloned());
-    }
-    let args = crate::config::apply(normalize_args(argv)).unwrap_or_else(|e| fail(&e));
-    match Cli::try_parse_from(args) {
-        Ok(mut cli) => {
-            if let Some(h) = helper {
-                cli.mount.kernel_flags = h.flags;
-                cli.daemonize = !h.foreground;
-            }
-            cli
-        }
-        Err(e) => match e.kind() {
-            ErrorKind::InvalidValue | ErrorKind::ValueValidation => {
-                let text = e.to_string();
-                let line = text.lines().next().unwrap_or("invalid value");
-                eprintln!("cassfs: {}", line.trim_start_matches("error: "));
-                std::process::exit(2);
-            }
-            _ => e.exit(),
-        },
-    }
+/// The password of the config file (its `password` key), set once while
+/// the command line is read (`crate::config`).
+static FILE_PASSWORD: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+/// Records the config file's password, for [`ConnArgs::apply`].
+pub fn set_file_password(password: String) {
+    let _ = FILE_PASSWORD.set(password);
+}
+
+/// The config file's `password`, if it had one.
+pub fn file_password() -> Option<String> {
+    FILE_PASSWORD.get().cloned()
 }
 
 /// Long flag names that may be written with a single dash (Go style).
@@ -619,6 +672,23 @@ pub fn environment(s: &str) -> Result<String, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn volumes_and_limits_parse() {
+        assert_eq!(volume("7.prod"), Ok((7, "prod".to_string())));
+        assert_eq!(volume("7.prod.eu"), Ok((7, "prod.eu".to_string())));
+        for bad in ["7", "x.prod", "7.", "7.a/b", ".prod"] {
+            assert!(volume(bad).is_err(), "{bad}");
+        }
+        assert_eq!(bytes_limit("10G"), Ok(Limit(Some(10 << 30))));
+        assert_eq!(bytes_limit("2t"), Ok(Limit(Some(2 << 40))));
+        assert_eq!(bytes_limit("none"), Ok(Limit(None)));
+        assert!(bytes_limit("0").is_err());
+        assert!(bytes_limit("-5").is_err());
+        assert!(bytes_limit("8388608T").is_err());
+        assert_eq!(inodes_limit("1000"), Ok(Limit(Some(1000))));
+        assert!(inodes_limit("1K").is_err());
+    }
 
     fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
         Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)))

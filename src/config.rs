@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::ffi::{OsStr, OsString};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory};
@@ -31,9 +30,6 @@ const SCOPE_KEYS: &[&str] = &["owner", "environment", "mount"];
 
 /// Flags that are not settings (and so not keys).
 const NOT_KEYS: &[&str] = &["help", "version", CONFIG_ID];
-
-/// The password from the config file, once the file has been read.
-static FILE_PASSWORD: OnceLock<String> = OnceLock::new();
 
 /// Why the settings could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -64,13 +60,6 @@ pub enum ConfigError {
     Exposed(String, u32),
     #[error("{0}: password and password_file are both set (keep one)")]
     TwoPasswords(String),
-}
-
-/// The password the config file gave, if any (read by
-/// [`crate::cli::ConnArgs::apply`] after `-password_file` and
-/// `CASSFS_PASSWORD`).
-pub fn file_password() -> Option<String> {
-    FILE_PASSWORD.get().cloned()
 }
 
 /// The files searched, in order, when neither `--config` nor
@@ -120,7 +109,7 @@ pub fn apply(args: Vec<OsString>) -> Result<Vec<OsString>, ConfigError> {
         None => FileSettings::default(),
     };
     if let Some(password) = file.password {
-        let _ = FILE_PASSWORD.set(password);
+        crate::cli::set_file_password(password);
     }
     let taken: Vec<&String> = match sub {
         None => keys.iter().collect(),

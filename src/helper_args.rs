@@ -9,9 +9,9 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 
 use clap::CommandFactory;
-use fuser::MountOption;
 
 use crate::cli::Cli;
+pub use crate::kernel_flags::KernelFlags;
 
 /// The SOURCE syntax, for messages and the README.
 pub const SOURCE_SYNTAX: &str = "[KEYSPACE:]OWNER.ENVIRONMENT[@SERVER[,SERVER...]]";
@@ -62,48 +62,6 @@ const REFUSED: &[(&str, &str)] = &[
         "a password is never taken from the command line: use password_file or the config file",
     ),
 ];
-
-/// Kernel flags of the mount (`dev`, `suid`, `exec` and their negations),
-/// as the mount options gave them; `None` leaves the default (fuser's:
-/// nodev, nosuid, exec).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct KernelFlags {
-    pub dev: Option<bool>,
-    pub suid: Option<bool>,
-    pub exec: Option<bool>,
-}
-
-impl KernelFlags {
-    /// The FUSE mount options for these flags.
-    pub fn mount_options(&self) -> Vec<MountOption> {
-        let pick = |v: Option<bool>, on: MountOption, off: MountOption| {
-            v.map(|set| if set { on } else { off })
-        };
-        [
-            pick(self.dev, MountOption::Dev, MountOption::NoDev),
-            pick(self.suid, MountOption::Suid, MountOption::NoSuid),
-            pick(self.exec, MountOption::Exec, MountOption::NoExec),
-        ]
-        .into_iter()
-        .flatten()
-        .collect()
-    }
-
-    /// Records `opt` if it is a kernel flag; whether it was.
-    fn set(&mut self, opt: &str) -> bool {
-        let (slot, value) = match opt {
-            "dev" => (&mut self.dev, true),
-            "nodev" => (&mut self.dev, false),
-            "suid" => (&mut self.suid, true),
-            "nosuid" => (&mut self.suid, false),
-            "exec" => (&mut self.exec, true),
-            "noexec" => (&mut self.exec, false),
-            _ => return false,
-        };
-        *slot = Some(value);
-        true
-    }
-}
 
 /// The volume a SOURCE names.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -322,6 +280,7 @@ fn options(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use fuser::MountOption;
 
     fn argv(s: &[&str]) -> Vec<OsString> {
         s.iter().map(OsString::from).collect()

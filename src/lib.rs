@@ -5,6 +5,7 @@
 //! (Cassandra). See ARCHITECTURE.md.
 
 pub mod admin;
+pub mod args;
 pub mod cache;
 pub mod cli;
 pub mod config;
@@ -14,11 +15,13 @@ pub mod error;
 pub mod feed;
 pub mod fuse;
 pub mod helper_args;
+pub mod kernel_flags;
 pub mod metrics;
 pub mod mount;
 pub mod ops;
 pub mod sessions;
 pub mod store;
+pub mod version;
 pub mod workers;
 
 use std::time::Duration;

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use cassfs::cli::{self, Command};
+use cassfs::cli::Command;
 
 /// How long the mount helper waits for the detached daemon to mount: a
 /// minute, plus three request timeouts (connecting, the volume, the session).
@@ -12,7 +12,7 @@ fn mount_limit(timeout_secs: f64) -> Duration {
 }
 
 fn main() -> ExitCode {
-    let cli = cli::parse();
+    let cli = cassfs::args::parse();
     if cli.daemonize {
         // Before anything starts a thread: the parent exits in there.
         if let Err(e) = cassfs::daemon::detach(mount_limit(cli.mount.timeout)) {

@@ -304,7 +304,7 @@ impl Metrics {
         r.register(
             "cassfs",
             "CassFS build",
-            Info::new([("version", crate::cli::VERSION)]),
+            Info::new([("version", crate::version::VERSION)]),
         );
         r.register(
             "cassfs_fuse_requests",

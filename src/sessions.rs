@@ -37,7 +37,7 @@ impl Session {
                 host,
                 pid: std::process::id() as i32,
                 mountpoint: mountpoint.to_string(),
-                version: crate::cli::VERSION.to_string(),
+                version: crate::version::VERSION.to_string(),
                 started_ns: now,
                 heartbeat_ns: now,
             }),

@@ -3,91 +3,12 @@
 //! VOLUME is `OWNER.ENVIRONMENT` (e.g. `7.prod`). Mounts of the volume
 //! learn a change within a few seconds (src/ops/quota.rs).
 
-use clap::{Args, Subcommand};
 use serde_json::json;
 
 use super::{CmdResult, VolumeKey};
-use crate::cli::KeyspaceArgs;
+use crate::cli::{QuotaAction, QuotaArgs};
 use crate::store::usage::{self, Limits, Usage};
 use crate::store::{val, Keyspace};
-
-#[derive(Args, Debug, Clone)]
-pub struct QuotaArgs {
-    #[command(subcommand)]
-    pub action: QuotaAction,
-}
-
-#[derive(Subcommand, Debug, Clone)]
-pub enum QuotaAction {
-    /// Set a volume's quota; a limit not given is left as it is, `none`
-    /// removes it.
-    Set(SetArgs),
-    /// Show a volume's quota and usage.
-    Get(VolumeArgs),
-    /// Remove a volume's quota.
-    Rm(VolumeArgs),
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct VolumeArgs {
-    /// The volume: OWNER.ENVIRONMENT, e.g. 7.prod.
-    #[arg(value_parser = volume)]
-    pub volume: VolumeKey,
-    #[command(flatten)]
-    pub ks: KeyspaceArgs,
-}
-
-#[derive(Args, Debug, Clone)]
-pub struct SetArgs {
-    #[command(flatten)]
-    pub vol: VolumeArgs,
-    /// Bytes of file content (suffixes K, M, G, T; `none`: no limit).
-    #[arg(long, value_parser = bytes_limit)]
-    pub bytes: Option<Limit>,
-    /// Files, directories, symlinks and other inodes (`none`: no limit).
-    #[arg(long, value_parser = inodes_limit)]
-    pub inodes: Option<Limit>,
-}
-
-/// One limit from the command line (`None`: no limit).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Limit(pub Option<u64>);
-
-/// The largest limit accepted (what a bigint column holds).
-const MAX_LIMIT: u64 = i64::MAX as u64;
-
-fn limit(s: &str, parse: fn(&str) -> Result<u64, String>) -> Result<Limit, String> {
-    if s.trim().eq_ignore_ascii_case("none") {
-        return Ok(Limit(None));
-    }
-    match parse(s)? {
-        0 => Err(format!(
-            "'{s}': a limit is at least 1 (none, or cassfs quota rm, removes it)"
-        )),
-        n if n > MAX_LIMIT => Err(format!("'{s}' is too large")),
-        n => Ok(Limit(Some(n))),
-    }
-}
-
-fn bytes_limit(s: &str) -> Result<Limit, String> {
-    limit(s, crate::cli::size)
-}
-
-fn inodes_limit(s: &str) -> Result<Limit, String> {
-    limit(s, |s| {
-        s.trim()
-            .parse()
-            .map_err(|_| format!("'{s}' is not a number of inodes"))
-    })
-}
-
-/// `OWNER.ENVIRONMENT`: an integer owner, a dot, an environment.
-pub fn volume(s: &str) -> Result<VolumeKey, String> {
-    let bad = || format!("'{s}' is not a volume: OWNER.ENVIRONMENT, e.g. 7.prod");
-    let (owner, env) = s.split_once('.').ok_or_else(bad)?;
-    let owner: i64 = owner.parse().map_err(|_| bad())?;
-    Ok((owner, crate::cli::environment(env)?))
-}
 
 pub fn run(args: QuotaArgs) -> CmdResult<u8> {
     match args.action {
@@ -208,23 +129,6 @@ pub fn human_bytes(n: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn volumes_and_limits_parse() {
-        assert_eq!(volume("7.prod"), Ok((7, "prod".to_string())));
-        assert_eq!(volume("7.prod.eu"), Ok((7, "prod.eu".to_string())));
-        for bad in ["7", "x.prod", "7.", "7.a/b", ".prod"] {
-            assert!(volume(bad).is_err(), "{bad}");
-        }
-        assert_eq!(bytes_limit("10G"), Ok(Limit(Some(10 << 30))));
-        assert_eq!(bytes_limit("2t"), Ok(Limit(Some(2 << 40))));
-        assert_eq!(bytes_limit("none"), Ok(Limit(None)));
-        assert!(bytes_limit("0").is_err());
-        assert!(bytes_limit("-5").is_err());
-        assert!(bytes_limit("8388608T").is_err());
-        assert_eq!(inodes_limit("1000"), Ok(Limit(Some(1000))));
-        assert!(inodes_limit("1K").is_err());
-    }
 
     #[test]
     fn sizes_read_as_a_person_reads_them() {

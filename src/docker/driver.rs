@@ -15,7 +15,7 @@ use clap::Parser;
 use log::{error, info, warn};
 
 use super::state::{State, StateFile, VolumeState};
-use crate::cli::{Cli, ConnArgs, MountArgs};
+use crate::cli::{volume, Cli, ConnArgs, MountArgs};
 use crate::mount::{self, Mounted};
 use crate::store::{Conn, Keyspace, Store};
 
@@ -63,20 +63,6 @@ pub struct Driver {
     volumes_dir: PathBuf,
     mounted: HashMap<String, Mounted>,
     conns: HashMap<String, Arc<Conn>>,
-}
-
-/// `7.prod` → (7, "prod"); a one-line reason otherwise.
-pub fn parse_name(name: &str) -> Result<(i64, String), String> {
-    let bad = || {
-        format!("invalid volume name '{name}': expected OWNER.ENVIRONMENT, e.g. 7.prod (owner a non-negative integer, environment 1-64 letters, digits, '-', '_' or '.')")
-    };
-    let (owner, env) = name.split_once('.').ok_or_else(bad)?;
-    if owner.is_empty() || !owner.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(bad());
-    }
-    let owner = owner.parse::<i64>().map_err(|_| bad())?;
-    crate::cli::environment(env).map_err(|_| bad())?;
-    Ok((owner, env.to_string()))
 }
 
 /// The one accepted spelling of each option (`ro` is `read_only`).
@@ -187,7 +173,7 @@ impl Driver {
     /// The mount flags of volume `name` with its options, validated by
     /// the same parser as the command line.
     fn mount_args(&self, name: &str, opts: &BTreeMap<String, String>) -> Result<MountArgs, String> {
-        let (owner, env) = parse_name(name)?;
+        let (owner, env) = volume(name)?;
         let d = &self.defaults;
         let mut flags: BTreeMap<&str, String> = BTreeMap::new();
         flags.insert("server", d.server.clone());
@@ -292,7 +278,7 @@ impl Driver {
 
     /// Makes `args`' volume a zero-copy clone of volume `from`.
     fn clone_from(&mut self, from: &str, args: &MountArgs) -> Result<(), String> {
-        let (owner, env) = parse_name(from).map_err(|e| format!("option from: {e}"))?;
+        let (owner, env) = volume(from).map_err(|e| format!("option from: {e}"))?;
         if owner != args.owner {
             return Err(format!(
                 "option from: {from} belongs to owner {owner}, not {}: only environments of one owner share their content",
@@ -447,8 +433,8 @@ mod tests {
 
     #[test]
     fn names_are_owner_dot_environment() {
-        assert_eq!(parse_name("7.prod"), Ok((7, "prod".to_string())));
-        assert_eq!(parse_name("7.prod.v2"), Ok((7, "prod.v2".to_string())));
+        assert_eq!(volume("7.prod"), Ok((7, "prod".to_string())));
+        assert_eq!(volume("7.prod.v2"), Ok((7, "prod.v2".to_string())));
         for bad in [
             "prod",
             "7",
@@ -459,7 +445,7 @@ mod tests {
             "7.pr od",
             "99999999999999999999.p",
         ] {
-            assert!(parse_name(bad).is_err(), "{bad}");
+            assert!(volume(bad).is_err(), "{bad}");
         }
     }
 

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use log::{debug, error, info, warn};
 use parking_lot::Mutex;
 
-pub use driver::{parse_name, Defaults, Driver};
+pub use driver::{Defaults, Driver};
 
 use crate::cli::DockerArgs;
 
