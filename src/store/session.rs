@@ -1075,9 +1075,14 @@ pub(super) async fn send_writes(s: Arc<Session>, jobs: &[Job]) -> Result<()> {
         send_plain(&s, &plain),
         futures::future::try_join_all(counted)
     );
-    sent?;
-    counted.map_err(StoreError::request)?;
-    Ok(())
+    // A counter update is bookkeeping beside the write it accounts for: one
+    // that failed (it is never sent twice, so a coordinator dying under it
+    // fails it) leaves the counters off until `cassfs fsck --repair`, not
+    // the caller's write failed.
+    if let Err(e) = counted {
+        log::warn!("a usage counter update failed ({e}); the volume's counters may be off until cassfs fsck --repair");
+    }
+    sent
 }
 
 /// [`send_writes`] of writes that may all be batched together.
