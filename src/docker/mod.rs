@@ -20,6 +20,9 @@ pub use driver::{Defaults, Driver};
 
 use crate::cli::DockerArgs;
 
+/// How long a connection may stay silent before it is closed.
+const IDLE_LIMIT: std::time::Duration = std::time::Duration::from_secs(300);
+
 /// Binds the plugin socket, replacing a stale one; refuses to take over a
 /// socket another process answers on.
 fn bind(path: &Path) -> Result<UnixListener, String> {
@@ -42,6 +45,11 @@ fn bind(path: &Path) -> Result<UnixListener, String> {
 
 /// Serves one connection's requests until the client closes it.
 fn serve_connection(driver: &Mutex<Driver>, stream: UnixStream) {
+    // Docker's client closes idle connections after 90 s: a connection
+    // silent for longer is a client gone wrong, not worth a thread.
+    if stream.set_read_timeout(Some(IDLE_LIMIT)).is_err() {
+        return;
+    }
     let Ok(mut out) = stream.try_clone() else {
         return;
     };
