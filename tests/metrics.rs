@@ -7,6 +7,7 @@ mod scrape;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
