@@ -253,3 +253,23 @@ fn another_mounts_changes_show_on_a_read_only_mount() {
         listed == ["f", "new"]
     });
 }
+
+#[test]
+fn without_the_feed_a_read_only_mount_keeps_handles() {
+    let vol = Volume::unique("ro-nofeed");
+    let rw = vol.mount(&[]);
+    fs::write(rw.join("f"), b"first").expect("write f");
+    let (ro, port) = mount_metered(&vol, &["--read_only", "--feed_interval", "0"]);
+    for _ in 0..3 {
+        assert_eq!(fs::read(ro.join("f")).expect("read f"), b"first");
+    }
+    // Kept pages would never learn of changes: every open asks.
+    let text = scrape_until(port, "a RELEASE per open", |t| {
+        requests(t, "release") >= 3.0
+    });
+    assert!(requests(&text, "open") >= 3.0, "opens:\n{text}");
+    fs::write(rw.join("f"), b"again").expect("rewrite f");
+    within("the rewrite, by the version checked at open", || {
+        fs::read(ro.join("f")).is_ok_and(|d| d == b"again")
+    });
+}

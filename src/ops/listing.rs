@@ -334,3 +334,56 @@ impl Fs {
         self.dirs.lock().remove(&fh);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> DirEntry {
+        DirEntry {
+            ino: 10,
+            kind: Kind::File,
+            name: name.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn numbered_pages_continue_the_offsets() {
+        let page = [entry("b"), entry("c")].into_iter();
+        let (window, out) = numbered(5, Some(b"a".to_vec()), page);
+        let offsets: Vec<u64> = out.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, [6, 7]);
+        assert_eq!(
+            window,
+            [(5, b"a".to_vec()), (6, b"b".to_vec()), (7, b"c".to_vec())]
+        );
+    }
+
+    #[test]
+    fn cursors_find_the_newest_name_at_an_offset() {
+        let c = Cursors::default();
+        c.keep(7, vec![(3, b"x".to_vec()), (4, b"y".to_vec())]);
+        c.keep(7, vec![(3, b"w".to_vec())]);
+        assert_eq!(c.find(7, 3), Some(b"w".to_vec()));
+        assert_eq!(c.find(7, 4), Some(b"y".to_vec()));
+        assert_eq!(c.find(7, 9), None);
+        assert_eq!(c.find(8, 3), None);
+    }
+
+    #[test]
+    fn cursors_stay_small() {
+        let c = Cursors::default();
+        let many: Window = (0..CURSOR_NAMES as u64 + 10)
+            .map(|o| (o, o.to_le_bytes().to_vec()))
+            .collect();
+        c.keep(1, many);
+        let kept = c.0.lock().get(&1).map_or(0, Vec::len);
+        assert!(kept <= CURSOR_NAMES, "{kept} names kept");
+        let last = CURSOR_NAMES as u64 + 9;
+        assert_eq!(c.find(1, last), Some(last.to_le_bytes().to_vec()));
+        for dir in 0..CURSOR_DIRS as u64 + 1 {
+            c.keep(dir + 100, vec![(3, b"n".to_vec())]);
+        }
+        assert!(c.0.lock().len() <= CURSOR_DIRS);
+    }
+}
