@@ -60,9 +60,10 @@ pub struct CassFuse {
     entry_ttl: Duration,
     negative_ttl: Duration,
     notifier: NotifierSlot,
-    /// The mount is read-only (set before the session starts).
-    read_only: bool,
-    /// Read-only and the kernel can open without asking (set at init).
+    /// The mount may let the kernel keep no handles: read-only, followed
+    /// by the change feed (set before the session starts).
+    handle_less: bool,
+    /// Handle-less, and the kernel can open without asking (set at init).
     no_open: bool,
 }
 
@@ -73,15 +74,15 @@ impl CassFuse {
             entry_ttl,
             negative_ttl,
             notifier: NotifierSlot::default(),
-            read_only: false,
+            handle_less: false,
             no_open: false,
         }
     }
 
-    /// Marks the mount read-only: the kernel is then asked to keep no
-    /// handles, if it can.
-    pub fn read_only(mut self, read_only: bool) -> CassFuse {
-        self.read_only = read_only;
+    /// Lets the kernel keep no handles, if it can: for a read-only mount
+    /// whose kernel caches the change feed keeps coherent.
+    pub fn handle_less(mut self, handle_less: bool) -> CassFuse {
+        self.handle_less = handle_less;
         self
     }
 
@@ -281,7 +282,7 @@ impl Filesystem for CassFuse {
             debug!("kernel lacks capabilities {missing:?}");
         }
         let _ = config.set_max_readahead(128 << 10);
-        if self.read_only {
+        if self.handle_less {
             let handle_less = InitFlags::FUSE_NO_OPEN_SUPPORT | InitFlags::FUSE_NO_OPENDIR_SUPPORT;
             match config.add_capabilities(handle_less) {
                 Ok(()) => self.no_open = true,

@@ -122,7 +122,7 @@ fn serve(store: Store, args: &MountArgs) -> Result<Serving, String> {
         Duration::from_secs_f64(args.negative_ttl),
     )
     // Kept pages learn of other hosts' changes only from the change feed.
-    .read_only(args.read_only && args.feed_interval > 0.0);
+    .handle_less(args.read_only && args.feed_interval > 0.0);
     let notifier = adapter.notifier_slot();
     let heartbeat = fs.start_session()?;
     let session = match Session::new(adapter, &args.mount, &fuse_config(args)) {

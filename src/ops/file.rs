@@ -7,6 +7,9 @@
 //! flush, fsync or last close the state is *committed*: new blocks are
 //! uploaded, then the inode row is rewritten with the new block list in one
 //! write. Readers anywhere see the old content or the new, never a mix.
+//!
+//! A read-only mount's reads come without a handle (`read_unopened`): each
+//! reads the inode's current content through a state made for that read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
