@@ -45,6 +45,10 @@ pub enum FsError {
     Busy,
     #[error("the volume's quota is reached")]
     Quota,
+    /// Asked of a read-only mount that keeps no handles: the kernel stops
+    /// sending the request.
+    #[error("not implemented on a read-only mount")]
+    NoHandles,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -73,6 +77,7 @@ impl FsError {
             FsError::NoSpace => libc::ENOSPC,
             FsError::Busy => libc::EBUSY,
             FsError::Quota => libc::EDQUOT,
+            FsError::NoHandles => libc::ENOSYS,
             FsError::Store(_) => libc::EIO,
         }
     }

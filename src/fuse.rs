@@ -4,6 +4,13 @@
 //! job and hands it to the worker pool (routed by inode). The job calls the
 //! core (`crate::ops`) and converts its result into the reply; errors become
 //! errno in one place ([`answer`]).
+//!
+//! A read-only mount has nothing to commit at close, so it lets the kernel
+//! keep no handles: OPEN, OPENDIR and FLUSH answer ENOSYS (the kernel then
+//! stops sending them, and RELEASE, for the whole connection, and keeps
+//! file pages and directory listings across opens); reads and listings
+//! arrive with handle 0 and are served by inode. The change feed's
+//! `inval_inode`/`inval_entry` keep those kernel caches coherent.
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -53,6 +60,11 @@ pub struct CassFuse {
     entry_ttl: Duration,
     negative_ttl: Duration,
     notifier: NotifierSlot,
+    /// The mount may let the kernel keep no handles: read-only, followed
+    /// by the change feed (set before the session starts).
+    handle_less: bool,
+    /// Handle-less, and the kernel can open without asking (set at init).
+    no_open: bool,
 }
 
 impl CassFuse {
@@ -62,7 +74,24 @@ impl CassFuse {
             entry_ttl,
             negative_ttl,
             notifier: NotifierSlot::default(),
+            handle_less: false,
+            no_open: false,
         }
+    }
+
+    /// Lets the kernel keep no handles, if it can: for a read-only mount
+    /// whose kernel caches the change feed keeps coherent.
+    pub fn handle_less(mut self, handle_less: bool) -> CassFuse {
+        self.handle_less = handle_less;
+        self
+    }
+
+    /// Answers a request a handle-less mount does not serve (ENOSYS: the
+    /// kernel stops sending it); counted like the others.
+    fn refuse<R: ErrorReply + Send + 'static>(&self, op: &'static str, key: u64, reply: R) {
+        self.submit(op, key, move |_| {
+            answer(op, reply, Err::<(), _>(FsError::NoHandles), |_, ()| {})
+        });
     }
 
     /// The slot to put the session's notifier in.
@@ -253,6 +282,13 @@ impl Filesystem for CassFuse {
             debug!("kernel lacks capabilities {missing:?}");
         }
         let _ = config.set_max_readahead(128 << 10);
+        if self.handle_less {
+            let handle_less = InitFlags::FUSE_NO_OPEN_SUPPORT | InitFlags::FUSE_NO_OPENDIR_SUPPORT;
+            match config.add_capabilities(handle_less) {
+                Ok(()) => self.no_open = true,
+                Err(missing) => debug!("read-only mount keeps handles: kernel lacks {missing:?}"),
+            }
+        }
         Ok(())
     }
 
@@ -426,6 +462,9 @@ impl Filesystem for CassFuse {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: FuseOpenFlags, reply: ReplyOpen) {
+        if self.no_open {
+            return self.refuse("open", ino.0, reply);
+        }
         let flags = ops::OpenFlags::from_bits(flags.0);
         let notifier = self.notifier.clone();
         self.submit("open", ino.0, move |fs| {
@@ -466,8 +505,14 @@ impl Filesystem for CassFuse {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let unopened = self.no_open;
         self.submit("read", ino.0, move |fs| {
-            answer("read", reply, fs.read(fh.0, offset, size), |r, d| {
+            let res = if unopened {
+                fs.read_unopened(ino.0, offset, size)
+            } else {
+                fs.read(fh.0, offset, size)
+            };
+            answer("read", reply, res, |r, d| {
                 metrics::read_bytes(d.len());
                 r.data(&d)
             })
@@ -503,6 +548,9 @@ impl Filesystem for CassFuse {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
+        if self.no_open {
+            return self.refuse("flush", ino.0, reply);
+        }
         self.submit("flush", ino.0, move |fs| {
             answer("flush", reply, fs.flush(fh.0), |r, ()| r.ok())
         });
@@ -531,12 +579,19 @@ impl Filesystem for CassFuse {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        if self.no_open {
+            // Nothing to commit on a read-only mount.
+            return reply.ok();
+        }
         self.submit("fsync", ino.0, move |fs| {
             answer("fsync", reply, fs.fsync(fh.0), |r, ()| r.ok())
         });
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: FuseOpenFlags, reply: ReplyOpen) {
+        if self.no_open {
+            return self.refuse("opendir", ino.0, reply);
+        }
         self.submit("opendir", ino.0, move |fs| {
             answer("opendir", reply, fs.opendir(ino.0), |r, (fh, cached)| {
                 let mut f = FopenFlags::FOPEN_CACHE_DIR;
@@ -556,8 +611,14 @@ impl Filesystem for CassFuse {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let unopened = self.no_open;
         self.submit("readdir", ino.0, move |fs| {
-            match fs.readdir(fh.0, offset, 1024) {
+            let res = if unopened {
+                fs.readdir_unopened(ino.0, offset, 1024)
+            } else {
+                fs.readdir(fh.0, offset, 1024)
+            };
+            match res {
                 Ok(entries) => {
                     for (next, e) in entries {
                         let name = OsStr::from_bytes(&e.name);
@@ -581,8 +642,14 @@ impl Filesystem for CassFuse {
         mut reply: ReplyDirectoryPlus,
     ) {
         let ttl = self.entry_ttl;
+        let unopened = self.no_open;
         self.submit("readdirplus", ino.0, move |fs| {
-            match fs.readdirplus(fh.0, offset, 256) {
+            let res = if unopened {
+                fs.readdirplus_unopened(ino.0, offset, 256)
+            } else {
+                fs.readdirplus(fh.0, offset, 256)
+            };
+            match res {
                 Ok(entries) => {
                     let ttl = fs.kernel_ttl(ttl);
                     for (next, e, i) in entries {

@@ -120,7 +120,9 @@ fn serve(store: Store, args: &MountArgs) -> Result<Serving, String> {
         pool,
         Duration::from_secs_f64(args.entry_ttl),
         Duration::from_secs_f64(args.negative_ttl),
-    );
+    )
+    // Kept pages learn of other hosts' changes only from the change feed.
+    .handle_less(args.read_only && args.feed_interval > 0.0);
     let notifier = adapter.notifier_slot();
     let heartbeat = fs.start_session()?;
     let session = match Session::new(adapter, &args.mount, &fuse_config(args)) {

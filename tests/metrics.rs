@@ -2,14 +2,17 @@
 //! mount does, survives hostile clients, and bad addresses fail early.
 
 mod common;
+#[path = "common/scrape.rs"]
+mod scrape;
 
 use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io::{ErrorKind, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use std::io::Write;
+use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use common::*;
+use scrape::*;
 
 /// Every metric name the README documents, as it appears in a scrape.
 const NAMES: &[&str] = &[
@@ -30,90 +33,6 @@ const NAMES: &[&str] = &[
     "cassfs_dirty_bytes ",
     "cassfs_session_heartbeat_age_seconds ",
 ];
-
-/// A port nobody listens on now.
-fn free_port() -> u16 {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free port");
-    l.local_addr().expect("local address").port()
-}
-
-/// Sends `request` raw and returns what came back (possibly nothing, if the
-/// server closed the connection); write errors are the server's right.
-fn exchange(port: u16, request: &[u8]) -> Vec<u8> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect to the metrics port");
-    s.set_read_timeout(Some(Duration::from_secs(15)))
-        .expect("read timeout");
-    s.set_write_timeout(Some(Duration::from_secs(15)))
-        .expect("write timeout");
-    let _ = s.write_all(request);
-    let _ = s.shutdown(Shutdown::Write);
-    let mut out = Vec::new();
-    match s.read_to_end(&mut out) {
-        Ok(_) => {}
-        Err(e) if matches!(e.kind(), ErrorKind::ConnectionReset | ErrorKind::BrokenPipe) => {}
-        Err(e) => panic!("reading the answer: {e}"),
-    }
-    out
-}
-
-/// `GET path`: (status code, body).
-fn get(port: u16, path: &str) -> (u16, String) {
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
-    let raw = String::from_utf8(exchange(port, req.as_bytes())).expect("UTF-8 answer");
-    let (head, body) = raw.split_once("\r\n\r\n").expect("an HTTP head");
-    let code = head
-        .split(' ')
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or_else(|| panic!("no status in {head:?}"));
-    (code, body.to_string())
-}
-
-fn scrape(port: u16) -> String {
-    let (code, body) = get(port, "/metrics");
-    assert_eq!(code, 200, "GET /metrics: {body}");
-    body
-}
-
-/// The value of one series (`name{labels}` exactly as exposed), 0 if absent.
-fn value(text: &str, series: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
-        .map(|v| v.trim().parse().unwrap_or(f64::NAN))
-        .unwrap_or(0.0)
-}
-
-/// The sum of every series of a metric (all label values).
-fn total(text: &str, name: &str) -> f64 {
-    text.lines()
-        .filter(|l| l.starts_with(&format!("{name}{{")) || l.starts_with(&format!("{name} ")))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
-}
-
-/// Scrapes until `ok` holds of the text (the kernel sends some requests,
-/// like RELEASE, after the system call returned).
-fn scrape_until(port: u16, what: &str, ok: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        let text = scrape(port);
-        if ok(&text) {
-            return text;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "{what}: not seen within 10 s in:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
-fn mount_with_metrics(env: &str) -> (Mount, u16) {
-    let port = free_port();
-    let addr = format!("127.0.0.1:{port}");
-    let m = Volume::unique(env).mount(&["-metrics", &addr]);
-    (m, port)
-}
 
 #[test]
 fn counters_follow_what_the_mount_does() {

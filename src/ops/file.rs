@@ -7,6 +7,9 @@
 //! flush, fsync or last close the state is *committed*: new blocks are
 //! uploaded, then the inode row is rewritten with the new block list in one
 //! write. Readers anywhere see the old content or the new, never a mix.
+//!
+//! A read-only mount's reads come without a handle (`read_unopened`): each
+//! reads the inode's current content through a state made for that read.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -83,6 +86,24 @@ struct FileState {
     over_quota: bool,
     mtime_ns: i64,
     opens: u32,
+}
+
+impl FileState {
+    /// The state of `base` with nothing written.
+    fn new(base: Inode) -> FileState {
+        FileState {
+            base_valid: base.size,
+            size: base.size,
+            mtime_ns: base.mtime_ns,
+            base,
+            dirty: BTreeMap::new(),
+            staged: BTreeMap::new(),
+            referenced: HashSet::new(),
+            changed: false,
+            over_quota: false,
+            opens: 0,
+        }
+    }
 }
 
 struct Handle {
@@ -258,20 +279,7 @@ impl Fs {
             let mut r = self.files.registry.lock();
             r.states
                 .entry(ino)
-                .or_insert_with(|| {
-                    Arc::new(Mutex::new(FileState {
-                        base_valid: i.size,
-                        size: i.size,
-                        mtime_ns: i.mtime_ns,
-                        base: i,
-                        dirty: BTreeMap::new(),
-                        staged: BTreeMap::new(),
-                        referenced: HashSet::new(),
-                        changed: false,
-                        over_quota: false,
-                        opens: 0,
-                    }))
-                })
+                .or_insert_with(|| Arc::new(Mutex::new(FileState::new(i))))
                 .clone()
         };
         let mut st = st.lock();
@@ -381,7 +389,29 @@ impl Fs {
     pub fn read(&self, fh: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
         let (_, _, st) = self.handle(fh)?;
         let st = st.lock();
-        let end = (offset + u64::from(size)).min(st.size);
+        self.read_state(&st, offset, size)
+    }
+
+    /// A read without a handle (a read-only mount, whose kernel opens
+    /// nothing): the inode's content as it is now, from the cached copy
+    /// while the change feed vouches for it, else from the version
+    /// Cassandra has. The state read from is made for this one read.
+    pub fn read_unopened(&self, ino: u64, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        if let Some(st) = self.files.state(ino) {
+            return self.read_state(&st.lock(), offset, size);
+        }
+        let i = self.load_current(ino, false)?;
+        match i.kind {
+            Kind::File => self.read_state(&FileState::new(i), offset, size),
+            Kind::Dir => Err(FsError::IsDir),
+            _ => Err(FsError::Invalid),
+        }
+    }
+
+    /// Bytes `[offset, offset + size)` of a state's content, fetching the
+    /// blocks it needs and requesting those ahead of it.
+    fn read_state(&self, st: &FileState, offset: u64, size: u32) -> FsResult<Vec<u8>> {
+        let end = offset.saturating_add(u64::from(size)).min(st.size);
         if offset >= end {
             return Ok(Vec::new());
         }
@@ -390,7 +420,7 @@ impl Fs {
             if i * BS >= st.size || st.dirty.contains_key(&i) {
                 return None;
             }
-            Self::block_hash(&st, i).filter(|h| !self.cache.has_block(h))
+            Self::block_hash(st, i).filter(|h| !self.cache.has_block(h))
         };
         let needed: Vec<Hash> = (first..=last).filter_map(missing).collect();
         if !needed.is_empty() || missing(last + READ_AHEAD / 2).is_some() {
@@ -410,7 +440,7 @@ impl Fs {
         for idx in first..=last {
             let from = offset.max(idx * BS) - idx * BS;
             let to = end.min((idx + 1) * BS) - idx * BS;
-            self.read_block(&st, idx, from, to, &mut out)?;
+            self.read_block(st, idx, from, to, &mut out)?;
         }
         Ok(out)
     }

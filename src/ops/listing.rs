@@ -6,6 +6,14 @@
 //! the kernel took (a name cursor): a handle holds one page, never the
 //! whole listing, and an entry added or removed by another mount while the
 //! listing runs neither repeats nor hides any other entry.
+//!
+//! A read-only mount's kernel opens no directory: its listings arrive
+//! without a handle, numbered the same way, and resume after the name
+//! last handed out at their offset ([`Cursors`], per directory).
+
+use std::collections::HashMap;
+
+use parking_lot::Mutex;
 
 use super::{DirEntry, Fs};
 use crate::error::{FsError, FsResult};
@@ -19,12 +27,75 @@ pub(super) enum DirHandle {
         parent: u64,
         /// (offset, name) of the entries handed out last (and the one the
         /// page started after): where the next readdir may resume.
-        window: Vec<(u64, Vec<u8>)>,
+        window: Window,
     },
 }
 
 /// Offsets of `.` and `..` in every listing.
 const DOTS: u64 = 2;
+
+/// (offset, name) of entries handed out: where a next call may resume.
+type Window = Vec<(u64, Vec<u8>)>;
+
+/// Where listings without a handle resume (a read-only mount's kernel
+/// opens no directory): per directory, the (offset, name) of the entries
+/// handed out lately. Kept small: at most [`CURSOR_DIRS`] directories and
+/// [`CURSOR_NAMES`] names each; an offset not found is counted again from
+/// the start of the directory.
+#[derive(Default)]
+pub(super) struct Cursors(Mutex<HashMap<u64, Window>>);
+
+const CURSOR_DIRS: usize = 256;
+const CURSOR_NAMES: usize = 4096;
+
+impl Cursors {
+    /// The name handed out last at `offset` in `dir`.
+    fn find(&self, dir: u64, offset: u64) -> Option<Vec<u8>> {
+        let map = self.0.lock();
+        let window = map.get(&dir)?;
+        let found = window.iter().rev().find(|(o, _)| *o == offset);
+        found.map(|(_, n)| n.clone())
+    }
+
+    /// Adds a call's window to what `dir` keeps (the newest last).
+    fn keep(&self, dir: u64, window: Window) {
+        let mut map = self.0.lock();
+        if map.len() >= CURSOR_DIRS && !map.contains_key(&dir) {
+            map.clear();
+        }
+        let kept = map.entry(dir).or_default();
+        kept.extend(window);
+        if kept.len() > CURSOR_NAMES {
+            kept.drain(..kept.len() - CURSOR_NAMES / 2);
+        }
+    }
+}
+
+/// `.` and `..` from `offset` on, numbered 1 and 2.
+fn dots_from(ino: u64, parent: u64, offset: u64) -> Vec<(u64, DirEntry)> {
+    dots(ino, parent)
+        .into_iter()
+        .enumerate()
+        .map(|(i, e)| (i as u64 + 1, e))
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .collect()
+}
+
+/// Numbers a page of entries from `start + 1`, with its window (which
+/// also holds the name the page started after, at `start`).
+fn numbered(
+    start: u64,
+    after: Option<Vec<u8>>,
+    page: impl Iterator<Item = DirEntry>,
+) -> (Window, Vec<(u64, DirEntry)>) {
+    let mut window: Window = after.map(|a| (start, a)).into_iter().collect();
+    let mut out = Vec::new();
+    for (n, e) in (start + 1..).zip(page) {
+        window.push((n, e.name.clone()));
+        out.push((n, e));
+    }
+    (window, out)
+}
 
 fn dots(ino: u64, parent: u64) -> [DirEntry; 2] {
     [
@@ -127,36 +198,71 @@ impl Fs {
                 }
             }
         };
-        let mut out: Vec<(u64, DirEntry)> = dots(dir, parent)
-            .into_iter()
-            .enumerate()
-            .map(|(i, e)| (i as u64 + 1, e))
-            .skip(usize::try_from(offset).unwrap_or(usize::MAX))
-            .collect();
-        let (mut next, mut after) = (offset.max(DOTS), after);
-        if offset > DOTS && after.is_none() {
-            // An offset this handle did not hand out lately (seekdir):
-            // counted again from the start.
-            (next, after) = self.skip_to(dir, offset - DOTS)?;
-        }
+        let mut out = dots_from(dir, parent, offset);
         let want = max.saturating_sub(out.len());
-        let page = self.store.list_page(dir, after.as_deref(), want)?;
-        let mut window: Vec<(u64, Vec<u8>)> = after.map(|a| (next, a)).into_iter().collect();
-        for d in page {
-            next += 1;
-            window.push((next, d.name.clone()));
-            out.push((
-                next,
-                DirEntry {
-                    ino: d.ino,
-                    kind: d.kind,
-                    name: d.name,
-                },
-            ));
-        }
+        let (window, page) = self.cursor_page(dir, offset, after, want)?;
+        out.extend(page);
         if let Some(DirHandle::Cursor { window: w, .. }) = self.dirs.lock().get_mut(&fh) {
             *w = window;
         }
+        Ok(out)
+    }
+
+    /// Up to `want` entries of a large directory after the one at `offset`
+    /// (named `after` when known, else counted from the start), and the
+    /// window of (offset, name) a next call may resume from.
+    fn cursor_page(
+        &self,
+        dir: u64,
+        offset: u64,
+        after: Option<Vec<u8>>,
+        want: usize,
+    ) -> FsResult<(Window, Vec<(u64, DirEntry)>)> {
+        let (mut next, mut after) = (offset.max(DOTS), after);
+        if offset > DOTS && after.is_none() {
+            // An offset not handed out lately (seekdir): counted again
+            // from the start.
+            (next, after) = self.skip_to(dir, offset - DOTS)?;
+        }
+        let page = self.store.list_page(dir, after.as_deref(), want)?;
+        let page = page.into_iter().map(|d| DirEntry {
+            ino: d.ino,
+            kind: d.kind,
+            name: d.name,
+        });
+        Ok(numbered(next, after, page))
+    }
+
+    /// Entries of directory `ino` from `offset` on without a handle (a
+    /// read-only mount, whose kernel opens no directory). Offsets count
+    /// entries as in an open directory; a call resumes after the name the
+    /// last calls handed out at `offset` ([`Cursors`]), so an entry added
+    /// or removed meanwhile neither repeats nor hides another.
+    pub fn readdir_unopened(
+        &self,
+        ino: u64,
+        offset: u64,
+        max: usize,
+    ) -> FsResult<Vec<(u64, DirEntry)>> {
+        let dir = self.load_dir(ino)?;
+        let mut out = dots_from(ino, dir.parent, offset);
+        let want = max.saturating_sub(out.len());
+        let after = (offset > DOTS)
+            .then(|| self.cursors.find(ino, offset))
+            .flatten();
+        let (window, page) = match self.small_listing(ino)? {
+            Some((entries, _)) => {
+                let start = match &after {
+                    Some(a) => entries.partition_point(|e| e.name <= *a),
+                    None => usize::try_from(offset.saturating_sub(DOTS)).unwrap_or(usize::MAX),
+                };
+                let page = entries.into_iter().skip(start).take(want);
+                numbered(offset.max(DOTS), after, page)
+            }
+            None => self.cursor_page(ino, offset, after, want)?,
+        };
+        self.cursors.keep(ino, window);
+        out.extend(page);
         Ok(out)
     }
 
@@ -180,7 +286,22 @@ impl Fs {
         offset: u64,
         max: usize,
     ) -> FsResult<Vec<(u64, DirEntry, Inode)>> {
-        let entries = self.readdir(fh, offset, max)?;
+        self.with_attrs(self.readdir(fh, offset, max)?)
+    }
+
+    /// Like readdir_unopened, with each entry's attributes.
+    pub fn readdirplus_unopened(
+        &self,
+        ino: u64,
+        offset: u64,
+        max: usize,
+    ) -> FsResult<Vec<(u64, DirEntry, Inode)>> {
+        self.with_attrs(self.readdir_unopened(ino, offset, max)?)
+    }
+
+    /// Listed entries with their attributes (read in parallel); an entry
+    /// whose inode vanished meanwhile is left out.
+    fn with_attrs(&self, entries: Vec<(u64, DirEntry)>) -> FsResult<Vec<(u64, DirEntry, Inode)>> {
         let mut attrs: Vec<Option<Inode>> = entries
             .iter()
             .map(|(_, e)| self.cache.inode(e.ino))
@@ -201,7 +322,6 @@ impl Fs {
         }
         let mut out = Vec::with_capacity(entries.len());
         for ((off, e), a) in entries.into_iter().zip(attrs) {
-            // An entry whose inode vanished meanwhile is skipped.
             if let Some(mut i) = a {
                 self.files.overlay(&mut i);
                 out.push((off, e, i));
@@ -212,5 +332,58 @@ impl Fs {
 
     pub fn releasedir(&self, fh: u64) {
         self.dirs.lock().remove(&fh);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str) -> DirEntry {
+        DirEntry {
+            ino: 10,
+            kind: Kind::File,
+            name: name.as_bytes().to_vec(),
+        }
+    }
+
+    #[test]
+    fn numbered_pages_continue_the_offsets() {
+        let page = [entry("b"), entry("c")].into_iter();
+        let (window, out) = numbered(5, Some(b"a".to_vec()), page);
+        let offsets: Vec<u64> = out.iter().map(|(o, _)| *o).collect();
+        assert_eq!(offsets, [6, 7]);
+        assert_eq!(
+            window,
+            [(5, b"a".to_vec()), (6, b"b".to_vec()), (7, b"c".to_vec())]
+        );
+    }
+
+    #[test]
+    fn cursors_find_the_newest_name_at_an_offset() {
+        let c = Cursors::default();
+        c.keep(7, vec![(3, b"x".to_vec()), (4, b"y".to_vec())]);
+        c.keep(7, vec![(3, b"w".to_vec())]);
+        assert_eq!(c.find(7, 3), Some(b"w".to_vec()));
+        assert_eq!(c.find(7, 4), Some(b"y".to_vec()));
+        assert_eq!(c.find(7, 9), None);
+        assert_eq!(c.find(8, 3), None);
+    }
+
+    #[test]
+    fn cursors_stay_small() {
+        let c = Cursors::default();
+        let many: Window = (0..CURSOR_NAMES as u64 + 10)
+            .map(|o| (o, o.to_le_bytes().to_vec()))
+            .collect();
+        c.keep(1, many);
+        let kept = c.0.lock().get(&1).map_or(0, Vec::len);
+        assert!(kept <= CURSOR_NAMES, "{kept} names kept");
+        let last = CURSOR_NAMES as u64 + 9;
+        assert_eq!(c.find(1, last), Some(last.to_le_bytes().to_vec()));
+        for dir in 0..CURSOR_DIRS as u64 + 1 {
+            c.keep(dir + 100, vec![(3, b"n".to_vec())]);
+        }
+        assert!(c.0.lock().len() <= CURSOR_DIRS);
     }
 }

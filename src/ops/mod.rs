@@ -104,6 +104,8 @@ pub struct Fs {
     files: file::OpenFiles,
     outage: Outage,
     dirs: Mutex<HashMap<u64, listing::DirHandle>>,
+    /// Where listings without a handle resume (read-only mounts).
+    cursors: listing::Cursors,
     /// Names this mount in leases it takes (host, pid, a random number).
     mount_id: String,
     /// This mount's session and the inodes it holds (`crate::sessions`).
@@ -244,6 +246,7 @@ impl Fs {
             files: file::OpenFiles::default(),
             outage: Outage::default(),
             dirs: Mutex::new(HashMap::new()),
+            cursors: listing::Cursors::default(),
             mount_id,
             quota,
         })
