@@ -448,7 +448,8 @@ pub fn fuse_done(op: &'static str, start: Option<Instant>) {
 /// A FUSE request of `op` is answered with `errno`.
 pub fn fuse_error(op: &'static str, errno: i32) {
     if let Some(m) = metrics() {
-        let name = errno_name(errno).map_or_else(|| Cow::Owned(errno.to_string()), Cow::Borrowed);
+        let name = crate::error::errno_name(errno)
+            .map_or_else(|| Cow::Owned(errno.to_string()), Cow::Borrowed);
         m.fuse_errors
             .get_or_create(&[("op", Cow::Borrowed(op)), ("errno", name)])
             .inc();
@@ -499,43 +500,6 @@ pub fn written_bytes(n: usize) {
 /// The mount's session refreshed its heartbeat in Cassandra just now.
 pub fn heartbeat_done() {
     HEARTBEAT_MS.store(now_ms().max(1), Ordering::Relaxed);
-}
-
-/// The errno's symbolic name, for the common ones.
-fn errno_name(e: i32) -> Option<&'static str> {
-    Some(match e {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EIO => "EIO",
-        libc::ENXIO => "ENXIO",
-        libc::E2BIG => "E2BIG",
-        libc::EBADF => "EBADF",
-        libc::EAGAIN => "EAGAIN",
-        libc::ENOMEM => "ENOMEM",
-        libc::EACCES => "EACCES",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::EXDEV => "EXDEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::EINVAL => "EINVAL",
-        libc::EFBIG => "EFBIG",
-        libc::ENOSPC => "ENOSPC",
-        libc::EDQUOT => "EDQUOT",
-        libc::EROFS => "EROFS",
-        libc::EMLINK => "EMLINK",
-        libc::ERANGE => "ERANGE",
-        libc::ENAMETOOLONG => "ENAMETOOLONG",
-        libc::ENOSYS => "ENOSYS",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::ELOOP => "ELOOP",
-        libc::ENODATA => "ENODATA",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ETIMEDOUT => "ETIMEDOUT",
-        libc::ESTALE => "ESTALE",
-        libc::EINTR => "EINTR",
-        _ => return None,
-    })
 }
 
 /// The endpoint's socket, bound before the volume is mounted; nothing is
@@ -721,8 +685,8 @@ mod tests {
 
     #[test]
     fn errnos_have_names() {
-        assert_eq!(errno_name(libc::ENOENT), Some("ENOENT"));
-        assert_eq!(errno_name(9999), None);
+        assert_eq!(crate::error::errno_name(libc::ENOENT), Some("ENOENT"));
+        assert_eq!(crate::error::errno_name(9999), None);
     }
 
     #[test]

@@ -114,13 +114,16 @@ fn admin_ok(args: &[&str]) -> Value {
     doc
 }
 
-/// A number of a JSON document (0 when absent).
+/// A number of a JSON document; a missing or non-numeric field fails the
+/// test (an absent count must not pass for 0).
+#[track_caller]
 fn num(doc: &Value, path: &[&str]) -> u64 {
     let mut v = doc;
     for p in path {
         v = &v[*p];
     }
-    v.as_u64().unwrap_or(0)
+    v.as_u64()
+        .unwrap_or_else(|| panic!("no number at {path:?} in {doc}"))
 }
 
 /// Asserts that a command failed with exactly one line on stderr containing

@@ -168,29 +168,9 @@ fn errno_of(e: &io::Error) -> String {
     }
 }
 
-/// The symbolic name of an errno (for messages).
+/// The symbolic name of an errno (for reports): the daemon's own table.
 pub fn errno_name(n: i32) -> String {
-    let s = match n {
-        libc::ENOENT => "ENOENT",
-        libc::EEXIST => "EEXIST",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::EINVAL => "EINVAL",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::ESTALE => "ESTALE",
-        libc::EIO => "EIO",
-        libc::ENOTCONN => "ENOTCONN",
-        libc::EPERM => "EPERM",
-        libc::EACCES => "EACCES",
-        libc::EBADF => "EBADF",
-        libc::EBUSY => "EBUSY",
-        libc::EXDEV => "EXDEV",
-        libc::ECONNABORTED => "ECONNABORTED",
-        libc::EINTR => "EINTR",
-        libc::EMLINK => "EMLINK",
-        _ => return format!("errno {n}"),
-    };
-    s.to_string()
+    cassfs::error::errno_name(n).map_or_else(|| format!("errno {n}"), str::to_string)
 }
 
 /// Walks the mount at `root` (depth first), recording every problem found

@@ -18,37 +18,9 @@ fn errno() -> i32 {
     io::Error::last_os_error().raw_os_error().unwrap_or(-1)
 }
 
-/// The symbolic name of an errno (for reports).
-pub fn errno_name(e: i32) -> String {
-    let name = match e {
-        libc::EPERM => "EPERM",
-        libc::ENOENT => "ENOENT",
-        libc::EIO => "EIO",
-        libc::EBADF => "EBADF",
-        libc::EACCES => "EACCES",
-        libc::EBUSY => "EBUSY",
-        libc::EEXIST => "EEXIST",
-        libc::EXDEV => "EXDEV",
-        libc::ENOTDIR => "ENOTDIR",
-        libc::EISDIR => "EISDIR",
-        libc::EINVAL => "EINVAL",
-        libc::EFBIG => "EFBIG",
-        libc::ENOSPC => "ENOSPC",
-        libc::EROFS => "EROFS",
-        libc::EMLINK => "EMLINK",
-        libc::ERANGE => "ERANGE",
-        libc::ENAMETOOLONG => "ENAMETOOLONG",
-        libc::ENOSYS => "ENOSYS",
-        libc::ENOTEMPTY => "ENOTEMPTY",
-        libc::ELOOP => "ELOOP",
-        libc::ENODATA => "ENODATA",
-        libc::EOPNOTSUPP => "EOPNOTSUPP",
-        libc::ENXIO => "ENXIO",
-        libc::ESTALE => "ESTALE",
-        libc::ETXTBSY => "ETXTBSY",
-        _ => return format!("errno {e}"),
-    };
-    name.to_string()
+/// The symbolic name of an errno (for reports): the daemon's own table.
+pub fn errno_name(n: i32) -> String {
+    cassfs::error::errno_name(n).map_or_else(|| format!("errno {n}"), str::to_string)
 }
 
 /// The comparable part of a stat: type, permission bits, size (not for
