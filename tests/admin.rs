@@ -126,6 +126,20 @@ fn num(doc: &Value, path: &[&str]) -> u64 {
         .unwrap_or_else(|| panic!("no number at {path:?} in {doc}"))
 }
 
+/// A count in one of fsck's maps of counts by kind (`found`, `repaired`),
+/// which leave out the kinds with none: the map must be there, a kind
+/// missing from it is 0.
+#[track_caller]
+fn count(doc: &Value, map: &str, kind: &str) -> u64 {
+    let m = doc[map]
+        .as_object()
+        .unwrap_or_else(|| panic!("no map {map:?} in {doc}"));
+    m.get(kind).map_or(0, |v| {
+        v.as_u64()
+            .unwrap_or_else(|| panic!("{map}.{kind} is not a count in {doc}"))
+    })
+}
+
 /// Asserts that a command failed with exactly one line on stderr containing
 /// `needle`.
 #[track_caller]
@@ -708,7 +722,7 @@ fn fsck_round(vol: &Volume, key: &str, repairable: bool) -> Value {
         r.describe()
     );
     assert!(
-        num(&found, &["found", key]) >= 1,
+        count(&found, "found", key) >= 1,
         "{key}: fsck did not count the damage: {found}"
     );
     assert_eq!(
@@ -720,7 +734,7 @@ fn fsck_round(vol: &Volume, key: &str, repairable: bool) -> Value {
     if repairable {
         assert_eq!(r.code(), Some(1), "{key}: fsck --repair: {}", r.describe());
         assert!(
-            num(&fixed, &["repaired", key]) >= 1,
+            count(&fixed, "repaired", key) >= 1,
             "{key}: fsck --repair does not say it repaired it: {fixed}"
         );
         let (r, again) = fsck(vol, &[]);
@@ -739,13 +753,13 @@ fn fsck_round(vol: &Volume, key: &str, repairable: bool) -> Value {
             r.describe()
         );
         assert_eq!(
-            num(&fixed, &["repaired", key]),
+            count(&fixed, "repaired", key),
             0,
             "{key}: fsck claims to have repaired what it cannot: {fixed}"
         );
         let (r, again) = fsck(vol, &[]);
         assert_eq!(r.code(), Some(4), "{key}: {}", r.describe());
-        assert!(num(&again, &["found", key]) >= 1, "{again}");
+        assert!(count(&again, "found", key) >= 1, "{again}");
     }
     fixed
 }
@@ -847,7 +861,7 @@ fn fsck_link_counts() {
         "UPDATE {k}.inodes SET subdirs = subdirs - {{{sub}}} WHERE owner = {o} AND environment = 'fsck' AND ino = {d}"
     ));
     let fixed = fsck_round(&vol, "link_counts", true);
-    assert!(num(&fixed, &["repaired", "link_counts"]) >= 3, "{fixed}");
+    assert!(count(&fixed, "repaired", "link_counts") >= 3, "{fixed}");
     let t = fresh_tree(&vol, "after repairing link counts");
     assert_eq!(t.nodes["f"].nlink, 2, "f and d/g2");
     assert_eq!(t.nodes["d"].nlink, 3, "d has one subdirectory");
@@ -940,7 +954,7 @@ fn fsck_directory_cycle() {
         ));
     }
     let fixed = fsck_round(&vol, "unreachable_dirs", false);
-    assert!(num(&fixed, &["found", "unreachable_dirs"]) >= 2, "{fixed}");
+    assert!(count(&fixed, "found", "unreachable_dirs") >= 2, "{fixed}");
     let t = fresh_tree(&vol, "beside a directory cycle");
     assert!(!t.nodes.contains_key("p") && !t.nodes.contains_key("q"));
     assert_eq!(t.root.as_ref().map(|r| r.nlink), Some(3), "root has d only");
@@ -954,10 +968,10 @@ fn fsck_unknown_volume() {
     let o = vol.owner.to_string();
     let (r, doc) = admin_json(&["fsck", "--owner", &o]);
     assert_eq!(r.code(), Some(4), "{}", r.describe());
-    assert!(num(&doc, &["found", "unknown_volumes"]) >= 1, "{doc}");
+    assert!(count(&doc, "found", "unknown_volumes") >= 1, "{doc}");
     let (r, doc) = admin_json(&["fsck", "--owner", &o, "--repair", "--grace", "0"]);
     assert_eq!(r.code(), Some(4), "{}", r.describe());
-    assert_eq!(num(&doc, &["repaired", "unknown_volumes"]), 0, "{doc}");
+    assert_eq!(count(&doc, "repaired", "unknown_volumes"), 0, "{doc}");
     // rm-volume removes the rows of the volume without a volume row.
     admin_ok(&["rm-volume", "--owner", &o, "--environment", "ghost"]);
     assert_eq!(volume_row_count(&ghost, "inodes"), 0);
