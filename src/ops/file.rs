@@ -17,6 +17,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
+use super::deferred::Pending;
 use super::{now_ns, Fs};
 use crate::error::{FsError, FsResult};
 use crate::store::{Content, Hash, Inode, Kind, Usage, Write, BLOCK_SIZE, HOLE, INLINE_MAX};
@@ -70,22 +71,24 @@ impl OpenFlags {
 }
 
 /// The local, uncommitted state of one open inode.
-struct FileState {
-    base: Inode,
+pub(super) struct FileState {
+    pub(super) base: Inode,
     /// Bytes of `base`'s content still valid (less after a truncate).
     base_valid: u64,
-    size: u64,
+    pub(super) size: u64,
     dirty: BTreeMap<u64, Vec<u8>>,
     staged: BTreeMap<u64, Hash>,
     /// Blocks referenced for this inode since `base` (by uploads, whose
     /// references are written before the blocks: see `upload`).
-    referenced: HashSet<Hash>,
-    changed: bool,
+    pub(super) referenced: HashSet<Hash>,
+    pub(super) changed: bool,
     /// A write was refused for the volume's quota: the next commit drops
     /// what is written since `base` instead (EDQUOT).
-    over_quota: bool,
+    pub(super) over_quota: bool,
     mtime_ns: i64,
     opens: u32,
+    /// The name this new file gets at its first commit (`deferred.rs`).
+    pub(super) pending: Option<Pending>,
 }
 
 impl FileState {
@@ -102,6 +105,7 @@ impl FileState {
             changed: false,
             over_quota: false,
             opens: 0,
+            pending: None,
         }
     }
 }
@@ -118,6 +122,10 @@ struct Handle {
 struct Registry {
     states: HashMap<u64, Arc<Mutex<FileState>>>,
     unlinked: HashSet<u64>,
+    /// Pending names (parent, name) of new files not committed yet, and
+    /// those files' inodes as created (`deferred.rs`).
+    pending: HashMap<(u64, Vec<u8>), u64>,
+    pending_inodes: HashMap<u64, Inode>,
 }
 
 /// The open files of a mount.
@@ -144,6 +152,63 @@ impl OpenFiles {
                 i.ctime_ns = i.ctime_ns.max(st.mtime_ns);
             }
         }
+    }
+
+    /// Records the pending name of the new file `i`, open here.
+    pub(super) fn set_pending(&self, i: &Inode, p: Pending) {
+        let mut r = self.registry.lock();
+        r.pending.insert((p.parent, p.name.clone()), i.ino);
+        r.pending_inodes.insert(i.ino, i.clone());
+        if let Some(st) = r.states.get(&i.ino) {
+            st.lock().pending = Some(p);
+        }
+    }
+
+    pub(super) fn clear_pending(&self, ino: u64, p: &Pending) {
+        let mut r = self.registry.lock();
+        let key = (p.parent, p.name.clone());
+        if r.pending.get(&key) == Some(&ino) {
+            r.pending.remove(&key);
+        }
+        r.pending_inodes.remove(&ino);
+    }
+
+    /// The file a pending name in `parent` names.
+    pub(super) fn pending_ino(&self, parent: u64, name: &[u8]) -> Option<u64> {
+        let r = self.registry.lock();
+        if r.pending.is_empty() {
+            return None;
+        }
+        r.pending.get(&(parent, name.to_vec())).copied()
+    }
+
+    /// The pending names in `parent`, with their files.
+    pub(super) fn pending_in(&self, parent: u64) -> Vec<(Vec<u8>, u64)> {
+        let r = self.registry.lock();
+        r.pending
+            .iter()
+            .filter(|((dir, _), _)| *dir == parent)
+            .map(|((_, name), ino)| (name.clone(), *ino))
+            .collect()
+    }
+
+    /// A file with a pending name, as created (its local size and times
+    /// come from [`OpenFiles::overlay`]).
+    pub(super) fn pending_inode(&self, ino: u64) -> Option<Inode> {
+        let r = self.registry.lock();
+        if r.pending_inodes.is_empty() {
+            return None;
+        }
+        r.pending_inodes.get(&ino).cloned()
+    }
+
+    /// The state of a file with a pending name.
+    pub(super) fn pending_state(&self, ino: u64) -> Option<Arc<Mutex<FileState>>> {
+        let r = self.registry.lock();
+        if !r.pending_inodes.contains_key(&ino) {
+            return None;
+        }
+        r.states.get(&ino).cloned()
     }
 
     pub(super) fn set_mtime(&self, ino: u64, t: i64) {
@@ -498,6 +563,8 @@ impl Fs {
 
     /// Uploads dirty blocks (all but `keep`) so memory stays bounded.
     fn stage(&self, st: &mut FileState, keep: u64) -> FsResult<()> {
+        // Uploaded blocks are referenced by their file: it must exist.
+        self.claim_empty(st)?;
         let idxs: Vec<u64> = st.dirty.keys().copied().filter(|i| *i != keep).collect();
         let mut uploads = Vec::new();
         let mut hashes = Vec::new();
@@ -630,7 +697,10 @@ impl Fs {
 
     /// Writes the state's content to Cassandra: blocks, references, then the
     /// inode row in a single write.
-    fn commit(&self, st: &mut FileState) -> FsResult<()> {
+    pub(super) fn commit(&self, st: &mut FileState) -> FsResult<()> {
+        if let Some(p) = st.pending.clone() {
+            return self.commit_new(st, &p);
+        }
         if !st.changed {
             st.over_quota = false; // refused before anything was written
             return Ok(());
@@ -640,6 +710,24 @@ impl Fs {
             self.drop_changes(st);
             return Err(FsError::Quota);
         }
+        let inode = self.next_version(st)?;
+        let old = block_set(&st.base.content);
+        let removed: Vec<Hash> = old
+            .difference(&block_set(&inode.content))
+            .copied()
+            .collect();
+        let mut writes = vec![Write::Commit(inode.clone())];
+        if grown != 0 {
+            writes.push(Write::Usage(Usage::bytes(grown)));
+        }
+        self.store.apply(writes)?;
+        self.counted(Usage::bytes(grown));
+        self.committed(st, inode, &removed)
+    }
+
+    /// The inode the state commits as: its content (new blocks uploaded
+    /// and every block it uses referenced), size, times and a new version.
+    pub(super) fn next_version(&self, st: &mut FileState) -> FsResult<Inode> {
         let content = if st.size <= INLINE_MAX {
             let mut data = Vec::with_capacity(st.size as usize);
             if st.size > 0 {
@@ -650,9 +738,7 @@ impl Fs {
             Content::Blocks(Arc::new(self.commit_blocks(st)?))
         };
         let old = block_set(&st.base.content);
-        let new = block_set(&content);
-        let added: Vec<Hash> = new.difference(&old).copied().collect();
-        let removed: Vec<Hash> = old.difference(&new).copied().collect();
+        let added: Vec<Hash> = block_set(&content).difference(&old).copied().collect();
         self.reference_reused(st, &added)?;
         let mut inode = st.base.clone();
         inode.size = st.size;
@@ -660,12 +746,17 @@ impl Fs {
         inode.version = rand::random::<i64>();
         inode.mtime_ns = st.mtime_ns;
         inode.ctime_ns = now_ns().max(st.mtime_ns);
-        let mut writes = vec![Write::Commit(inode.clone())];
-        if grown != 0 {
-            writes.push(Write::Usage(Usage::bytes(grown)));
-        }
-        self.store.apply(writes)?;
-        self.counted(Usage::bytes(grown));
+        Ok(inode)
+    }
+
+    /// After `inode` was written: the caches updated, the blocks it no
+    /// longer uses (`removed`) unreferenced, the state based on it.
+    pub(super) fn committed(
+        &self,
+        st: &mut FileState,
+        inode: Inode,
+        removed: &[Hash],
+    ) -> FsResult<()> {
         // Only the content and times changed: the cached copy (if any) is
         // updated in place, so that a change another request made to the
         // rest of the inode meanwhile (its names, by an unlink) stays.
@@ -677,7 +768,9 @@ impl Fs {
             c.ctime_ns = inode.ctime_ns;
         });
         self.files.page_versions.lock().remove(&inode.ino);
-        self.store.change_refs(inode.ino, &[], &removed)?;
+        if !removed.is_empty() {
+            self.store.change_refs(inode.ino, &[], removed)?;
+        }
         st.base = inode;
         st.base_valid = st.size;
         st.dirty.clear();
@@ -689,7 +782,7 @@ impl Fs {
 
     /// Forgets what was written since the last commit: the file is its
     /// committed content again (a commit refused for the quota).
-    fn drop_changes(&self, st: &mut FileState) {
+    pub(super) fn drop_changes(&self, st: &mut FileState) {
         st.size = st.base.size;
         st.base_valid = st.base.size;
         st.mtime_ns = st.base.mtime_ns;
@@ -783,6 +876,8 @@ impl Fs {
         } else {
             self.commit(&mut st)
         };
+        // A new file whose first commit failed was never made.
+        self.abandon(&mut st);
         // An unlink that raced this close either saw the inode open (and
         // left its deletion to this close) or not (and deleted it).
         if self.files.close_last(ino) {

@@ -145,14 +145,23 @@ impl Fs {
     /// The whole listing of a small directory (and whether it was cached),
     /// or `None` for a large one.
     fn small_listing(&self, ino: u64) -> FsResult<Option<(Vec<DirEntry>, bool)>> {
+        // New files of this mount not committed yet are listed too.
         let to_entries = |l: Vec<crate::store::Dentry>| {
-            l.into_iter()
+            let mut out: Vec<DirEntry> = l
+                .into_iter()
                 .map(|d| DirEntry {
                     ino: d.ino,
                     kind: d.kind,
                     name: d.name,
                 })
-                .collect()
+                .collect();
+            for (name, ino) in self.files.pending_in(ino) {
+                if !out.iter().any(|e| e.name == name) {
+                    let kind = Kind::File;
+                    out.push(DirEntry { ino, kind, name });
+                }
+            }
+            out
         };
         if let Some(l) = self.cache.listing(ino) {
             return Ok(Some((to_entries(l), true)));

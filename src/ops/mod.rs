@@ -13,6 +13,7 @@
 //! Writes change only the columns they mean to change (`store::Change`);
 //! nothing is written back from a cached copy of a row.
 
+mod deferred;
 mod file;
 mod listing;
 mod names;
@@ -80,6 +81,22 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: Option<SetTime>,
     pub mtime: Option<SetTime>,
+}
+
+/// Whether `caller` may access `i` as `mask` (R_OK, W_OK, X_OK bits) by
+/// its permission bits.
+fn permits(i: &Inode, mask: i32, caller: Caller) -> bool {
+    if mask == libc::F_OK || caller.uid == 0 {
+        return true;
+    }
+    let bits = if caller.uid == i.uid {
+        (i.perm >> 6) & 7
+    } else if caller.gid == i.gid {
+        (i.perm >> 3) & 7
+    } else {
+        i.perm & 7
+    };
+    (mask as u32) & 7 & !bits == 0
 }
 
 /// Filesystem statistics for statfs.
@@ -311,6 +328,9 @@ impl Fs {
 
     /// The inode as committed (cache within the TTL, else Cassandra).
     fn load(&self, ino: u64) -> FsResult<Inode> {
+        if let Some(i) = self.files.pending_inode(ino) {
+            return Ok(i);
+        }
         if let Some(i) = self.cache.inode(ino) {
             return Ok(i);
         }
@@ -345,6 +365,9 @@ impl Fs {
     /// is; content about to be changed in part (`to_modify`) is always
     /// checked, so it never builds on an older commit than Cassandra's.
     fn load_current(&self, ino: u64, to_modify: bool) -> FsResult<Inode> {
+        if let Some(i) = self.files.pending_inode(ino) {
+            return Ok(i);
+        }
         if !to_modify {
             if let Some(i) = self.cache.current_inode(ino) {
                 return Ok(i);
@@ -395,6 +418,9 @@ impl Fs {
 
     /// A directory entry (cache within the TTL, else Cassandra).
     fn entry(&self, parent: u64, name: &[u8]) -> FsResult<Option<Dentry>> {
+        if let Some(d) = self.pending_entry(parent, name) {
+            return Ok(Some(d));
+        }
         if let Some(d) = self.cache.dentry(parent, name) {
             return Ok(d);
         }
@@ -451,6 +477,11 @@ impl Fs {
 
     pub fn setattr(&self, ino: u64, set: &SetAttr) -> FsResult<Inode> {
         self.writable()?;
+        let attrs = [set.mode, set.uid, set.gid].iter().any(Option::is_some);
+        if attrs || set.atime.is_some() || set.mtime.is_some() {
+            // Written to the inode's row: a new file's must exist first.
+            self.settle(ino)?;
+        }
         if let Some(size) = set.size {
             self.truncate(ino, size)?;
         }
@@ -496,17 +527,7 @@ impl Fs {
         if mask & libc::W_OK != 0 && self.cfg.read_only {
             return Err(FsError::ReadOnly);
         }
-        if mask == libc::F_OK || caller.uid == 0 {
-            return Ok(());
-        }
-        let bits = if caller.uid == i.uid {
-            (i.perm >> 6) & 7
-        } else if caller.gid == i.gid {
-            (i.perm >> 3) & 7
-        } else {
-            i.perm & 7
-        };
-        if (mask as u32) & 7 & !bits != 0 {
+        if !permits(&i, mask, caller) {
             return Err(FsError::Access);
         }
         Ok(())

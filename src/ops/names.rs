@@ -85,7 +85,7 @@ impl Fs {
     /// parent's times (and link count for a directory), in one round
     /// trip. When the name exists, the new inode is removed again and the
     /// existing entry (if it is still there) is returned as the error.
-    fn add_entry(
+    pub(super) fn add_entry(
         &self,
         parent: &Inode,
         name: &[u8],
@@ -170,7 +170,7 @@ impl Fs {
     }
 
     /// A new inode to be named `name` in `parent`.
-    fn prepare(
+    pub(super) fn prepare(
         &self,
         parent: u64,
         name: &[u8],
@@ -241,6 +241,9 @@ impl Fs {
         flags: super::OpenFlags,
         caller: Caller,
     ) -> FsResult<(Inode, u64)> {
+        if let Some(created) = self.create_deferred(parent, name, mode, flags, caller)? {
+            return Ok(created);
+        }
         // A name that another host creates and removes again while this
         // loop runs is tried a few times.
         for _ in 0..CREATE_TRIES {
@@ -270,6 +273,7 @@ impl Fs {
     pub fn link(&self, ino: u64, newparent: u64, newname: &[u8]) -> FsResult<Inode> {
         self.writable()?;
         check_name(newname)?;
+        self.settle(ino)?;
         let i = self.store.get_inode(ino)?.ok_or(FsError::NotFound)?;
         if i.kind == Kind::Dir {
             return Err(FsError::Perm);
@@ -341,6 +345,7 @@ impl Fs {
         self.writable()?;
         check_name(name)?;
         self.load_dir(parent)?;
+        self.settle_name(parent, name)?;
         for _ in 0..REMOVE_TRIES {
             // The entry and its inode as Cassandra has them now (one round
             // trip when the cached entry still names the same inode).
@@ -480,6 +485,9 @@ impl Fs {
             let d = self.current_entry(parent, name)?;
             if d.kind != Kind::Dir {
                 return Err(FsError::NotDir);
+            }
+            if !self.files.pending_in(d.ino).is_empty() {
+                return Err(FsError::NotEmpty); // new files not committed yet
             }
             // Marked first, checked second: the sentinel makes every later
             // conditional write of an entry into it fail (cql/cassfs.cql).

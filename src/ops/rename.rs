@@ -140,6 +140,8 @@ impl Fs {
         check_name(newname)?;
         self.load_dir(parent)?;
         self.load_dir(newparent)?;
+        self.settle_name(parent, name)?;
+        self.settle_name(newparent, newname)?;
         let mut src = self.current_entry(parent, name)?;
         if parent == newparent && name == newname {
             return Ok(());

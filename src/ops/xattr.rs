@@ -73,6 +73,7 @@ impl Fs {
             return Err(FsError::Perm);
         }
         check_name(name)?;
+        self.settle(ino)?;
         if value.len() > VALUE_MAX {
             return Err(FsError::ArgTooBig);
         }
@@ -107,6 +108,7 @@ impl Fs {
     pub fn removexattr(&self, ino: u64, name: &[u8]) -> FsResult<()> {
         self.writable()?;
         check_name(name)?;
+        self.settle(ino)?;
         let epoch = self.cache.inode_epoch();
         let mut i = self.store.get_inode(ino)?.ok_or(FsError::NotFound)?;
         if i.xattrs.remove(name).is_none() {
