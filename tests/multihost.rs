@@ -972,7 +972,18 @@ fn stale_write_never_replaces_other_hosts_directory() {
 // fresh mount holds exactly one file per name with one host's content.
 #[test]
 fn simultaneous_creates_of_one_name_on_two_hosts() {
+    simultaneous_creates(&["--feed_interval", "0"]);
+}
+
+// The same at the default flags (the change feed followed).
+#[test]
+fn simultaneous_creates_of_one_name_at_the_default_flags() {
+    simultaneous_creates(&[]);
+}
+
+fn simultaneous_creates(flags: &[&str]) {
     let vol = Volume::unique("mh-race");
+    let host = |v: &Volume| v.mount(flags);
     let a = host(&vol);
     fs::create_dir(a.join("d")).expect("mkdir d on A");
     let b = host(&vol);
@@ -1081,7 +1092,18 @@ fn simultaneous_creates_of_one_name_on_two_hosts() {
 // and a fresh mount sees a tree in which every directory is reachable once.
 #[test]
 fn simultaneous_cross_moves_never_make_a_cycle() {
+    simultaneous_cross_moves(&["--feed_interval", "0"]);
+}
+
+// The same at the default flags (the change feed followed).
+#[test]
+fn simultaneous_cross_moves_at_the_default_flags() {
+    simultaneous_cross_moves(&[]);
+}
+
+fn simultaneous_cross_moves(flags: &[&str]) {
     let vol = Volume::unique("mh-crossmove");
+    let host = |v: &Volume| v.mount(flags);
     let a = host(&vol);
     let rounds = 15;
     for i in 0..rounds {
