@@ -19,12 +19,16 @@ use common::*;
 use invariants::*;
 
 const ROUNDS: usize = 15;
+/// The link race is narrow (an unlink's conditional delete reading the
+/// inode before the link's write and deciding after it): more rounds.
+const LINK_ROUNDS: usize = 60;
 
 /// Runs `on_a(i)` on mount A and `on_b(i)` on mount B for each round `i`,
 /// both started by a barrier; the results of both sides, by round. No
 /// assertion runs inside the threads (a panic would leave the other side
 /// waiting at the barrier).
 fn race<T: Send>(
+    rounds: usize,
     a: &Mount,
     b: &Mount,
     on_a: impl Fn(&Path, usize) -> T + Sync,
@@ -34,7 +38,7 @@ fn race<T: Send>(
     let (ra, rb) = thread::scope(|s| {
         let barrier = &barrier;
         let side = move |root: &Path, f: &(dyn Fn(&Path, usize) -> T + Sync)| {
-            (0..ROUNDS)
+            (0..rounds)
                 .map(|i| {
                     barrier.wait();
                     f(root, i)
@@ -77,6 +81,7 @@ fn rmdir_and_a_create_inside_at_once() {
         assert!(b.join(format!("d{i:02}")).is_dir(), "B sees d{i:02}");
     }
     let results = race(
+        ROUNDS,
         &a,
         &b,
         |m, i| fs::remove_dir(m.join(format!("d{i:02}"))),
@@ -117,6 +122,7 @@ fn unlink_and_a_rewrite_at_once() {
         );
     }
     let results = race(
+        ROUNDS,
         &a,
         &b,
         |m, i| fs::remove_file(m.join(format!("f{i:02}"))),
@@ -149,13 +155,14 @@ fn unlink_and_a_rewrite_at_once() {
 #[test]
 fn link_and_unlink_of_its_source_at_once() {
     let (vol, a, b) = two_mounts("cc-link");
-    for i in 0..ROUNDS {
+    for i in 0..LINK_ROUNDS {
         fs::write(a.join(format!("f{i:02}")), format!("content {i}")).expect("write");
     }
-    for i in 0..ROUNDS {
+    for i in 0..LINK_ROUNDS {
         assert!(b.join(format!("f{i:02}")).is_file(), "B sees f{i:02}");
     }
     let results = race(
+        LINK_ROUNDS,
         &a,
         &b,
         |m, i| fs::hard_link(m.join(format!("f{i:02}")), m.join(format!("g{i:02}"))),
@@ -206,6 +213,7 @@ fn attribute_changes_and_creates_inside_at_once() {
     }
     let mtime = 1_500_000_000 + 7;
     let results = race(
+        ROUNDS,
         &a,
         &b,
         |m, i| {
@@ -255,7 +263,7 @@ fn mkdir_of_one_name_on_both_at_once() {
         fs::create_dir(m.join(format!("d{i:02}")))?;
         write_committed(&m.join(format!("d{i:02}/by")), tag.as_bytes())
     };
-    let results = race(&a, &b, |m, i| mk(m, i, "A"), |m, i| mk(m, i, "B"));
+    let results = race(ROUNDS, &a, &b, |m, i| mk(m, i, "A"), |m, i| mk(m, i, "B"));
     let c = vol.mount(&[]);
     for (i, (ra, rb)) in results.iter().enumerate() {
         allowed(ra, &[libc::EEXIST], &format!("round {i}: A's mkdir"));
