@@ -289,11 +289,15 @@ impl Fs {
         };
         let now = now_ns();
         let key = name_key(p.ino, newname);
-        let named = Change::ctime(now).with_names(SetOp::Add(key.clone()));
-        let writes = vec![
-            Write::Update(ino, named),
-            Write::Update(newparent, Change::times(now)),
-        ];
+        // The inode's record of the name first, conditional on the inode
+        // still existing: an unlink of its last name on another host is
+        // then either before (this link fails) or sees this name (and
+        // keeps the inode).
+        if !self.store.add_name_if_alive(ino, &key, now, i.kind)? {
+            self.cache.forget_inode(ino);
+            return Err(FsError::NotFound);
+        }
+        let writes = vec![Write::Update(newparent, Change::times(now))];
         let created = self.store.create_dentry(newparent, &d, writes);
         self.cache.forget_inode(ino);
         self.dir_changed(newparent, now, 0);
@@ -303,14 +307,6 @@ impl Fs {
                 Some(_) => Err(FsError::Exists),
                 None => Err(FsError::NotFound), // the directory is being removed
             };
-        }
-        // Deleted by another host meanwhile: the new name must not point
-        // at nothing.
-        if self.store.get_version(ino)?.is_none() {
-            self.store
-                .remove_dentry(newparent, newname, ino, Vec::new())?;
-            self.unrecord_name(ino, newparent, newname)?;
-            return Err(FsError::NotFound);
         }
         self.cache.set_dentry(newparent, newname, Some(d));
         self.getattr(ino)

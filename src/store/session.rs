@@ -301,6 +301,7 @@ pub(super) struct Statements {
     drop_mover: PreparedStatement,
     delete_unnamed: PreparedStatement,
     delete_last_name: PreparedStatement,
+    add_name: PreparedStatement,
     read_changes: PreparedStatement,
     pending_renames: PreparedStatement,
     removals: PreparedStatement,
@@ -360,6 +361,9 @@ impl Statements {
             ))?,
             delete_last_name: p(format!(
                 "DELETE FROM {ks}.inodes WHERE {ino_key} IF names = ?"
+            ))?,
+            add_name: p(format!(
+                "UPDATE {ks}.inodes SET names = names + ?, ctime_ns = ? WHERE {ino_key} IF kind = ?"
             ))?,
             read_changes: p(format!(
                 "SELECT at, id, origin, names, inos, versions FROM {ks}.changes \
@@ -721,6 +725,29 @@ impl Store {
         let v = (self.owner, self.env.clone(), ino as i64, vec![key.to_vec()]);
         // The name's removal already told the other mounts.
         self.exec_with(&self.st.delete_last_name, v, also, Touched::none())
+    }
+
+    /// Records a new name (a [`name_key`](super::name_key)) of a
+    /// non-directory inode only if the inode still exists (a conditional
+    /// write: ordered with the conditional deletes of its last name, so a
+    /// name is never added to an inode deleted meanwhile): true if added.
+    pub fn add_name_if_alive(
+        &self,
+        ino: u64,
+        key: &[u8],
+        ctime_ns: i64,
+        kind: super::Kind,
+    ) -> Result<bool> {
+        let names: std::collections::HashSet<Vec<u8>> = [key.to_vec()].into();
+        let v = (
+            names,
+            ctime_ns,
+            self.owner,
+            self.env.clone(),
+            ino as i64,
+            kind as i32,
+        );
+        self.exec_with(&self.st.add_name, v, Vec::new(), Touched::ino(ino))
     }
 
     /// Runs one write (conditional or not) and `also` concurrently, with
