@@ -257,26 +257,47 @@ fn two_mounts_write_the_same_new_names_at_once() {
 }
 
 // The daemon of mount A is killed in the middle of a burst of new files
-// while mount B writes new files into the same directory: after a fresh
+// (and rewrites of ten shared files) while mount B writes new files into
+// the same directory and rewrites the same shared files: after a fresh
 // mount, every file whose close returned on either side is there, whole,
-// and every other name is absent or whole, never empty or torn.
+// every other name is absent or whole, never empty or torn, and each
+// shared file holds one whole version written to it (old or new).
 #[test]
 fn a_kill_in_a_burst_of_new_files_leaves_each_whole_or_absent() {
     let vol = Volume::unique("nf-crash");
     let mut a = vol.mount(&[]);
     fs::create_dir(a.join("d")).expect("mkdir d");
+    let shared = |j: usize| format!("d/s{j}");
+    for j in 0..10 {
+        write_closed(&a.join(shared(j)), &content("S", j), false).expect("write a shared file");
+    }
     let b = vol.mount(&[]);
     let done: Mutex<Vec<(String, usize)>> = Mutex::new(Vec::new());
+    // Every version any side tried to write to each shared file.
+    let tried: Mutex<Vec<Vec<Vec<u8>>>> =
+        Mutex::new((0..10).map(|j| vec![content("S", j)]).collect());
     let stop = AtomicBool::new(false);
     let barrier = Barrier::new(3);
     thread::scope(|s| {
         for (tag, root) in [("A", a.path().to_path_buf()), ("B", b.path().to_path_buf())] {
-            let (done, stop, barrier) = (&done, &stop, &barrier);
+            let (done, stop, barrier, tried) = (&done, &stop, &barrier, &tried);
             s.spawn(move || {
                 barrier.wait();
                 for i in 0..100_000 {
                     if stop.load(Ordering::SeqCst) && tag == "B" {
                         break;
+                    }
+                    if i % 4 == 3 {
+                        let j = i / 4 % 10;
+                        let data = content(tag, i);
+                        let mut t = tried.lock().unwrap_or_else(|e| e.into_inner());
+                        t[j].push(data.clone());
+                        drop(t);
+                        match write_closed(&root.join(shared(j)), &data, false) {
+                            Ok(()) => continue,
+                            Err(_) if tag == "A" => break,
+                            Err(e) => panic!("B's rewrite of s{j} failed: {e}"),
+                        }
                     }
                     let p = root.join(format!("d/{tag}{i:05}"));
                     let r = write_closed(&p, &content(tag, i), false);
@@ -319,7 +340,16 @@ fn a_kill_in_a_burst_of_new_files_leaves_each_whole_or_absent() {
         let name = format!("{tag}{i:05}");
         assert!(listed.contains(&name), "{name} was closed: it is there");
     }
-    for name in &listed {
+    let tried = tried.into_inner().unwrap_or_else(|e| e.into_inner());
+    for (j, versions) in tried.iter().enumerate() {
+        let got = fs::read(c.join(shared(j))).expect("read a shared file");
+        assert!(
+            versions.contains(&got),
+            "s{j}: one whole version written to it, got {} bytes",
+            got.len()
+        );
+    }
+    for name in listed.iter().filter(|n| !n.starts_with('s')) {
         let (tag, i) = name.split_at(1);
         let i: usize = i
             .parse()
