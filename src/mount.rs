@@ -99,6 +99,7 @@ fn fs_config(args: &MountArgs) -> FsConfig {
             .unwrap_or_else(|_| args.mount.clone())
             .to_string_lossy()
             .into_owned(),
+        lock_lease: Duration::from_secs(args.lock_lease.into()),
     }
 }
 
@@ -162,6 +163,7 @@ fn wind_down(fs: &Fs, feed: Option<Feed>, heartbeat: Heartbeat) -> Result<(), St
         f.stop();
     }
     let flushed = fs.flush_all();
+    fs.locks().release_all();
     heartbeat.end();
     flushed.map_err(|e| format!("pending writes could not be committed: {e}"))
 }

@@ -362,7 +362,7 @@ impl Statements {
                 "DELETE FROM {ks}.inodes WHERE {ino_key} IF names = ?"
             ))?,
             read_changes: p(format!(
-                "SELECT at, id, origin, names, inos, versions FROM {ks}.changes \
+                "SELECT at, id, origin, names, inos, versions, unlocked FROM {ks}.changes \
                  WHERE {key} AND bucket = ? AND at > ?"
             ))?,
             removals: p(format!(
