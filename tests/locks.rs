@@ -370,11 +370,17 @@ fn a_signalled_waiter_returns_without_the_lock() {
 
 #[test]
 fn measure_lock_costs() {
-    let (_a, _b, pa, pb) = two_hosts("bench");
+    let (a, _b, pa, pb) = two_hosts("bench");
     let n = 200;
+    let before = a.statements();
     let l = Locker::start("loop", &pa, "flock", WHOLE, &[&n.to_string()]);
     let mean: f64 = l.line(Duration::from_secs(120)).parse().expect("mean");
-    eprintln!("uncontended flock + unlock: {:.3} ms mean over {n}", mean * 1e3);
+    let per = (a.statements() - before) as f64 / n as f64;
+    eprintln!(
+        "uncontended flock + unlock: {:.3} ms mean over {n}, {per:.2} CQL statements each",
+        mean * 1e3
+    );
+    assert!(per < 4.0, "{per} statements per lock and unlock");
     let mut handoffs = Vec::new();
     for _ in 0..5 {
         let mut h = Locker::start("hold", &pa, "flock", WHOLE, &[]);

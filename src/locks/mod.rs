@@ -183,6 +183,12 @@ impl Locks {
         self.lease.as_secs().max(1) as i32
     }
 
+    /// How long after its write this mount's element surely lives: TTLs
+    /// count whole seconds from the coordinator's, so up to one less.
+    fn sure(&self) -> Duration {
+        self.lease.saturating_sub(Duration::from_secs(1))
+    }
+
     /// F_GETLK: the lock that would conflict with `r`, if any (pid 0 for
     /// a holder on another mount).
     pub fn getlk(self: &Arc<Self>, r: &Request) -> FsResult<Option<Lock>> {
@@ -307,7 +313,7 @@ impl Locks {
 
     /// Fails with EIO if this mount's element of `ino` may have expired.
     fn check_lease(&self, ino: u64, st: &mut InodeLocks) -> FsResult<()> {
-        let expired = !st.mine.is_empty() && st.written.is_some_and(|w| w.elapsed() > self.lease);
+        let expired = !st.mine.is_empty() && st.written.is_some_and(|w| w.elapsed() > self.sure());
         if expired && !st.lost {
             self.lose(ino, st, "its lease was not renewed in time");
         }
@@ -488,7 +494,7 @@ impl Locks {
                 Ok(true) => st.written = Some(started),
                 Ok(false) => self.lose(ino, &mut st, "its element expired in Cassandra"),
                 Err(err) => {
-                    if st.written.is_none_or(|w| w.elapsed() > self.lease) {
+                    if st.written.is_none_or(|w| w.elapsed() > self.sure()) {
                         self.lose(ino, &mut st, &format!("cannot renew its lease: {err}"));
                     } else {
                         log::warn!("cannot renew the lease of the locks on inode {ino}: {err}");
