@@ -815,10 +815,15 @@ impl Filesystem for CassFuse {
     ) {
         let r = lock_request(req, ino, fh, lock_owner, (start, end, typ, pid));
         self.submit("getlk", ino.0, move |fs| {
-            answer("getlk", reply, fs.locks().getlk(&r), |reply, held| match held {
-                Some(l) => reply.locked(l.start, l.end, lock_type(l.write), l.pid),
-                None => reply.locked(start, end, libc::F_UNLCK, 0),
-            })
+            answer(
+                "getlk",
+                reply,
+                fs.locks().getlk(&r),
+                |reply, held| match held {
+                    Some(l) => reply.locked(l.start, l.end, lock_type(l.write), l.pid),
+                    None => reply.locked(start, end, libc::F_UNLCK, 0),
+                },
+            )
         });
     }
 

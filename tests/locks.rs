@@ -225,7 +225,9 @@ fn now_secs() -> f64 {
 
 /// The time a `hold` locker printed with `locked`.
 fn locked_at(line: &str) -> f64 {
-    let t = line.strip_prefix("locked ").unwrap_or_else(|| panic!("{line:?}"));
+    let t = line
+        .strip_prefix("locked ")
+        .unwrap_or_else(|| panic!("{line:?}"));
     t.parse().unwrap_or_else(|e| panic!("{line:?}: {e}"))
 }
 
@@ -237,10 +239,7 @@ fn flock_holds_across_hosts_and_hands_over() {
     let mut holder = Locker::start("hold", &pa, "flock", WHOLE, &[]);
     holder.line(SLOW);
     // flock(1) -n on B fails while A holds it.
-    let busy = run_with_timeout(
-        Command::new("flock").arg("-n").arg(&pb).arg("true"),
-        SLOW,
-    );
+    let busy = run_with_timeout(Command::new("flock").arg("-n").arg(&pb).arg("true"), SLOW);
     assert_eq!(busy.code(), Some(1), "flock -n on B: {}", busy.describe());
     assert_eq!(attempt(&pb, "flock", WHOLE), "busy");
     // A blocking flock on B waits...
@@ -277,8 +276,16 @@ fn byte_ranges_conflict_only_where_they_overlap() {
     a.line(SLOW);
     let b = Locker::start("hold", &pb, "wr", (100, 100), &[]);
     b.line(SLOW);
-    assert_eq!(attempt(&pb, "wr", (50, 100)), "busy", "overlapping write locks");
-    assert_eq!(attempt(&pb, "rd", (99, 1)), "busy", "a read lock on A's range");
+    assert_eq!(
+        attempt(&pb, "wr", (50, 100)),
+        "busy",
+        "overlapping write locks"
+    );
+    assert_eq!(
+        attempt(&pb, "rd", (99, 1)),
+        "busy",
+        "a read lock on A's range"
+    );
     assert_eq!(attempt(&pa, "wr", (200, 10)), "ok", "a free range");
     // F_GETLK on B names A's lock, with pid 0 (another host).
     let g = Locker::start("getlk", &pb, "wr", (50, 10), &[]);
@@ -287,7 +294,11 @@ fn byte_ranges_conflict_only_where_they_overlap() {
         .split_whitespace()
         .map(|x| x.parse().expect("number"))
         .collect();
-    assert_eq!(f, vec![libc::F_WRLCK as i64, 0, 0, 100], "F_GETLK said {line:?}");
+    assert_eq!(
+        f,
+        vec![libc::F_WRLCK as i64, 0, 0, 100],
+        "F_GETLK said {line:?}"
+    );
     // flock and fcntl locks of one file conflict (as on NFS).
     assert_eq!(attempt(&pb, "flock", WHOLE), "busy", "flock against fcntl");
     drop(a);
@@ -304,7 +315,11 @@ fn processes_on_one_host_keep_posix_semantics() {
     let mut up = Locker::start("upgrade", &pa, "rd", WHOLE, &[]);
     up.line(SLOW);
     assert_eq!(attempt(&pa, "rd", WHOLE), "ok", "two readers");
-    assert_eq!(attempt(&pa, "wr", (5, 5)), "busy", "a writer against a reader");
+    assert_eq!(
+        attempt(&pa, "wr", (5, 5)),
+        "busy",
+        "a writer against a reader"
+    );
     let g = Locker::start("getlk", &pa, "wr", (5, 5), &[]);
     let line = g.line(SLOW);
     let pid = up.child.id().to_string();
@@ -312,7 +327,11 @@ fn processes_on_one_host_keep_posix_semantics() {
     // Re-locking upgrades the process's own read lock to a write lock.
     up.send("go");
     assert_eq!(up.line(SLOW), "ok", "upgrade");
-    assert_eq!(attempt(&pa, "rd", WHOLE), "busy", "a reader against the upgrade");
+    assert_eq!(
+        attempt(&pa, "rd", WHOLE),
+        "busy",
+        "a reader against the upgrade"
+    );
     assert_eq!(attempt(&pb, "rd", WHOLE), "busy", "so on B");
     up.finish();
     assert!(up.exited(SLOW));
@@ -356,7 +375,10 @@ fn a_signalled_waiter_returns_without_the_lock() {
         assert_eq!(w.line_within(Duration::from_secs(1)), None);
         let t = Instant::now();
         w.signal(sig);
-        assert!(w.exited(SLOW), "a waiter got signal {sig} and did not return");
+        assert!(
+            w.exited(SLOW),
+            "a waiter got signal {sig} and did not return"
+        );
         eprintln!("waiter ended {:?} after signal {sig}", t.elapsed());
         assert!(t.elapsed() < Duration::from_secs(5), "{:?}", t.elapsed());
     }
@@ -386,7 +408,11 @@ fn measure_lock_costs() {
         let mut h = Locker::start("hold", &pa, "flock", WHOLE, &[]);
         h.line(SLOW);
         let mut w = Locker::start("hold", &pb, "flock", WHOLE, &[]);
-        assert_eq!(w.line_within(Duration::from_millis(500)), None, "granted while held");
+        assert_eq!(
+            w.line_within(Duration::from_millis(500)),
+            None,
+            "granted while held"
+        );
         let released = now_secs();
         h.finish();
         handoffs.push(locked_at(&w.line(SLOW)) - released);

@@ -379,9 +379,9 @@ impl Locks {
                 }
             }
             let started = Instant::now();
-            let swap = self
-                .store
-                .swap_lock_cell(ino, &self.mount, &value, self.ttl(), &st.known)?;
+            let swap =
+                self.store
+                    .swap_lock_cell(ino, &self.mount, &value, self.ttl(), &st.known)?;
             let cells = match swap {
                 Swap::Applied => None,
                 Swap::Current(c) if c.get(&self.mount) == Some(&value) => Some(c),
@@ -470,7 +470,9 @@ impl Locks {
             match t {
                 Ok(t) => Mutex::new(Some(t)),
                 Err(e) => {
-                    log::error!("cannot start the lock thread: {e}; lock waits end at a release here");
+                    log::error!(
+                        "cannot start the lock thread: {e}; lock waits end at a release here"
+                    );
                     Mutex::new(None)
                 }
             }
@@ -482,15 +484,16 @@ impl Locks {
     fn renew(&self) {
         for (ino, e) in self.snapshot() {
             let mut st = e.lock();
-            let due = st
-                .written
-                .is_none_or(|w| w.elapsed() >= self.lease / 3);
+            let due = st.written.is_none_or(|w| w.elapsed() >= self.lease / 3);
             if st.mine.is_empty() || st.lost || !due {
                 continue;
             }
             let value = ranges::encode(&st.mine);
             let started = Instant::now();
-            match self.store.renew_lock_cell(ino, &self.mount, &value, self.ttl()) {
+            match self
+                .store
+                .renew_lock_cell(ino, &self.mount, &value, self.ttl())
+            {
                 Ok(true) => st.written = Some(started),
                 Ok(false) => self.lose(ino, &mut st, "its element expired in Cassandra"),
                 Err(err) => {

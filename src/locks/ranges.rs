@@ -68,10 +68,16 @@ pub fn unlock(locks: &mut Vec<Lock>, owner: u64, start: u64, end: u64) -> bool {
         }
         changed = true;
         if l.start < start {
-            out.push(Lock { end: start - 1, ..l });
+            out.push(Lock {
+                end: start - 1,
+                ..l
+            });
         }
         if l.end > end {
-            out.push(Lock { start: end + 1, ..l });
+            out.push(Lock {
+                start: end + 1,
+                ..l
+            });
         }
     }
     *locks = out;

@@ -99,14 +99,7 @@ impl Store {
              environment = ? AND ino = ? IF holders[?] = ?"
         ))?;
         let v = (
-            ttl,
-            mount,
-            value,
-            self.owner,
-            &self.env,
-            ino as i64,
-            mount,
-            value,
+            ttl, mount, value, self.owner, &self.env, ino as i64, mount, value,
         );
         Ok(first_bool(self.exec(&ps, v)?))
     }
