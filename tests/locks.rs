@@ -34,6 +34,8 @@ const SLOW: Duration = Duration::from_secs(20);
 ///            lock without waiting and print `ok`/`busy`, hold until EOF
 ///   closeother  lock through one descriptor, print `locked`; on a stdin line
 ///            open and close a second descriptor, print `closed`; hold to EOF
+///   ofd      take an OFD write lock on the range, print `locked`; on a stdin
+///            line close the descriptor, print `closed`; live on until EOF
 ///   loop N   take and release it N times, print the mean seconds per pair
 const HELPER: &str = r#"
 import errno, fcntl, os, struct, sys, time
@@ -82,6 +84,14 @@ elif mode == 'closeother':
     say('locked')
     sys.stdin.readline()
     os.close(os.open(path, os.O_RDONLY))
+    say('closed')
+    sys.stdin.read()
+elif mode == 'ofd':
+    req = struct.pack('hhqqi4x', fcntl.F_WRLCK, 0, start, length, 0)
+    fcntl.fcntl(fd, fcntl.F_OFD_SETLKW, req)
+    say('locked')
+    sys.stdin.readline()
+    os.close(fd)
     say('closed')
     sys.stdin.read()
 elif mode == 'loop':
@@ -423,4 +433,42 @@ fn measure_lock_costs() {
     let mean_h = handoffs.iter().sum::<f64>() / handoffs.len() as f64;
     eprintln!("hand-off A -> B: mean {mean_h:.3} s, each {handoffs:.3?}");
     assert!(mean_h < 2.0, "hand-off {mean_h:.3} s");
+}
+
+#[test]
+fn ofd_locks_go_with_their_open_file() {
+    let (_a, _b, pa, pb) = two_hosts("ofd");
+    let mut o = Locker::start("ofd", &pa, "wr", (0, 10), &[]);
+    o.line(SLOW);
+    assert_eq!(attempt(&pb, "wr", (5, 1)), "busy", "B against an OFD lock");
+    assert_eq!(attempt(&pb, "wr", (10, 10)), "ok", "past its range");
+    // The process lives on; closing the open file (RELEASE) frees it.
+    o.send("go");
+    assert_eq!(o.line(SLOW), "closed");
+    assert!(
+        wait_until(SLOW, || attempt(&pb, "wr", (5, 1)) == "ok"),
+        "the OFD lock outlived its open file"
+    );
+}
+
+#[test]
+fn bad_lock_leases_are_one_line_errors() {
+    for bad in ["1", "0", "3601", "abc", "2.5", "-3"] {
+        let dir = Mount::fresh_dir();
+        let r = run_cassfs(
+            &[
+                "--mount".as_ref(),
+                dir.as_os_str(),
+                "-lock_lease".as_ref(),
+                bad.as_ref(),
+            ],
+            SLOW,
+            Some(&dir),
+        );
+        let _ = fs::remove_dir(&dir);
+        assert_eq!(r.code(), Some(2), "-lock_lease {bad}: {}", r.describe());
+        let err = r.stderr.trim();
+        assert_eq!(err.lines().count(), 1, "-lock_lease {bad}: {err}");
+        assert!(err.contains("lock_lease"), "-lock_lease {bad}: {err}");
+    }
 }
