@@ -313,6 +313,7 @@ fn watch_signals(
                     1
                 }
             };
+            fs.locks().release_all();
             info!("files still open; exiting without waiting for them");
             std::process::exit(code);
         }

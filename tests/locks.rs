@@ -472,3 +472,28 @@ fn bad_lock_leases_are_one_line_errors() {
         assert!(err.contains("lock_lease"), "-lock_lease {bad}: {err}");
     }
 }
+
+#[test]
+fn a_stopped_mount_releases_its_locks() {
+    // A long lease on A: B gets the lock because A released it, not
+    // because it expired.
+    let vol = Volume::unique("prod");
+    let mut a = vol.mount(&["-lock_lease", "120"]);
+    let b = vol.mount(&[]);
+    let pa = a.join("stop");
+    fs::write(&pa, b"x").expect("create on A");
+    let pb = b.join("stop");
+    assert!(wait_until(SLOW, || pb.exists()), "B never saw the file");
+    let holder = Locker::start("hold", &pa, "flock", WHOLE, &[]);
+    holder.line(SLOW);
+    let waiter = Locker::start("hold", &pb, "flock", WHOLE, &[]);
+    assert_eq!(waiter.line_within(Duration::from_secs(1)), None);
+    let t = Instant::now();
+    // The holder keeps its file open: the daemon detaches the mount and
+    // leaves after its 3 s grace.
+    a.stop_with_signal(libc::SIGTERM);
+    waiter.line(Duration::from_secs(30));
+    eprintln!("B got the lock {:?} after SIGTERM to A", t.elapsed());
+    assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
+    drop(holder);
+}
