@@ -54,6 +54,31 @@ impl crate::feed::Kernel for KernelNotifier {
     }
 }
 
+/// What a lock grant does to open content (`crate::locks::Refresh`): the
+/// open handles take the latest commit, and the kernel drops its pages.
+pub struct LockRefresh {
+    pub fs: std::sync::Weak<ops::Fs>,
+    pub notifier: fuser::Notifier,
+}
+
+impl crate::locks::Refresh for LockRefresh {
+    fn content(&self, ino: u64) -> bool {
+        let Some(fs) = self.fs.upgrade() else {
+            return false;
+        };
+        fs.refresh_open(ino).unwrap_or_else(|e| {
+            warn!("cannot read inode {ino}'s latest content after a lock: {e}");
+            false
+        })
+    }
+
+    fn pages(&self, ino: u64) {
+        if let Err(e) = self.notifier.inval_inode(INodeNo(ino), 0, 0) {
+            debug!("inval_inode({ino}): {e}");
+        }
+    }
+}
+
 /// The filesystem as the kernel sees it.
 pub struct CassFuse {
     pool: Option<Pool>,

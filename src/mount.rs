@@ -134,6 +134,10 @@ fn serve(store: Store, args: &MountArgs) -> Result<Serving, String> {
         }
     };
     let _ = notifier.set(session.notifier());
+    fs.locks().refresh_with(Box::new(crate::fuse::LockRefresh {
+        fs: Arc::downgrade(&fs),
+        notifier: session.notifier(),
+    }));
     raise_readahead(&args.mount);
     let feed = if args.feed_interval > 0.0 {
         let kernel = Box::new(KernelNotifier(session.notifier()));

@@ -36,6 +36,8 @@ const SLOW: Duration = Duration::from_secs(20);
 ///            open and close a second descriptor, print `closed`; hold to EOF
 ///   ofd      take an OFD write lock on the range, print `locked`; on a stdin
 ///            line close the descriptor, print `closed`; live on until EOF
+///   rw       take it (waiting), print `locked` and the file's content; on a
+///            stdin line make that line the content, close, print `done`
 ///   loop N   take and release it N times, print the mean seconds per pair
 const HELPER: &str = r#"
 import errno, fcntl, os, struct, sys, time
@@ -94,6 +96,15 @@ elif mode == 'ofd':
     os.close(fd)
     say('closed')
     sys.stdin.read()
+elif mode == 'rw':
+    take(fd, kind, True)
+    say('locked')
+    say(os.pread(fd, 4096, 0).decode())
+    new = sys.stdin.readline().strip()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, new.encode(), 0)
+    os.close(fd)
+    say('done')
 elif mode == 'loop':
     n = int(sys.argv[6])
     t0 = time.time()
@@ -496,4 +507,33 @@ fn a_stopped_mount_releases_its_locks() {
     eprintln!("B got the lock {:?} after SIGTERM to A", t.elapsed());
     assert!(t.elapsed() < Duration::from_secs(30), "{:?}", t.elapsed());
     drop(holder);
+}
+
+#[test]
+fn a_lock_holder_reads_what_the_previous_holder_wrote() {
+    // PHP's session files: open, flock, read, write, close.
+    let (_a, _b, pa, pb) = two_hosts("session");
+    let mut la = Locker::start("rw", &pa, "flock", WHOLE, &[]);
+    assert_eq!(la.line(SLOW), "locked");
+    assert_eq!(la.line(SLOW), "lock file");
+    // B opens it while A holds it, and waits.
+    let mut lb = Locker::start("rw", &pb, "flock", WHOLE, &[]);
+    assert_eq!(lb.line_within(Duration::from_secs(1)), None);
+    // Another process on B reads it meanwhile: B's kernel caches it.
+    assert_eq!(fs::read(&pb).expect("read on B"), b"lock file");
+    la.send("written by A");
+    assert_eq!(la.line(SLOW), "done");
+    assert_eq!(lb.line(SLOW), "locked");
+    assert_eq!(
+        lb.line(SLOW),
+        "written by A",
+        "B read the content from before its lock"
+    );
+    lb.send("written by B, longer than A's");
+    assert_eq!(lb.line(SLOW), "done");
+    let mut again = Locker::start("rw", &pa, "flock", WHOLE, &[]);
+    assert_eq!(again.line(SLOW), "locked");
+    assert_eq!(again.line(SLOW), "written by B, longer than A's");
+    again.send("end");
+    assert_eq!(again.line(SLOW), "done");
 }

@@ -49,6 +49,28 @@ const MAX_TRIES: usize = 16;
 /// How a lock request is answered (the adapter's reply).
 pub type Answer = Box<dyn FnOnce(FsResult<()>) + Send>;
 
+/// What a grant does to the content this mount has open: the previous
+/// holder may have committed on another host, and the new one must read
+/// that (as NFS revalidates at a lock).
+pub trait Refresh: Send + Sync {
+    /// Brings the open handles of `ino` to its latest commit; true if the
+    /// content changed.
+    fn content(&self, ino: u64) -> bool;
+    /// Drops the kernel's pages and attributes of `ino`. Never from a
+    /// worker: the kernel may wait for a read queued behind it.
+    fn pages(&self, ino: u64);
+}
+
+/// What the lock thread is told.
+enum Note {
+    /// Another mount released locks on this inode.
+    Released(u64),
+    /// A grant made on a worker whose content changed: drop the kernel's
+    /// pages, then answer.
+    Granted(u64, Answer),
+    Stop,
+}
+
 /// A lock request as the kernel sends it.
 #[derive(Clone, Copy, Debug)]
 pub struct Request {
@@ -140,9 +162,10 @@ pub struct Locks {
     mount: String,
     lease: Duration,
     inodes: Mutex<HashMap<u64, Arc<Mutex<InodeLocks>>>>,
-    wake: Sender<u64>,
-    woken: Mutex<Option<Receiver<u64>>>,
+    wake: Sender<Note>,
+    woken: Mutex<Option<Receiver<Note>>>,
     thread: OnceLock<Mutex<Option<JoinHandle<()>>>>,
+    refresh: OnceLock<Box<dyn Refresh>>,
 }
 
 impl Locks {
@@ -156,6 +179,39 @@ impl Locks {
             wake,
             woken: Mutex::new(Some(woken)),
             thread: OnceLock::new(),
+            refresh: OnceLock::new(),
+        }
+    }
+
+    /// Sets what a grant does to open content (once, when mounted).
+    pub fn refresh_with(&self, r: Box<dyn Refresh>) {
+        let _ = self.refresh.set(r);
+    }
+
+    /// Answers a granted request, after bringing open content up to date
+    /// when another mount locked the inode within the lease (its element,
+    /// empty once released, is still there): its holder may have committed
+    /// a moment ago. On a worker, a change goes through the lock thread.
+    fn grant(&self, ino: u64, st: &InodeLocks, answer: Answer, on_worker: bool) {
+        let others = st.known.keys().any(|m| *m != self.mount);
+        let Some(r) = self.refresh.get().filter(|_| others) else {
+            return answer(Ok(()));
+        };
+        if !r.content(ino) {
+            return answer(Ok(()));
+        }
+        let threaded = self.thread.get().is_some_and(|t| t.lock().is_some());
+        if on_worker && !threaded {
+            answer(Ok(()));
+        } else if on_worker {
+            if let Err(e) = self.wake.send(Note::Granted(ino, answer)) {
+                if let Note::Granted(_, answer) = e.into_inner() {
+                    answer(Ok(()));
+                }
+            }
+        } else {
+            r.pages(ino);
+            answer(Ok(()));
         }
     }
 
@@ -168,7 +224,7 @@ impl Locks {
     /// Another mount released locks on `ino`: parked requests on it are
     /// tried again (on the lock thread).
     pub fn wake(&self, ino: u64) {
-        let _ = self.wake.send(ino);
+        let _ = self.wake.send(Note::Released(ino));
     }
 
     fn entry(&self, ino: u64) -> Arc<Mutex<InodeLocks>> {
@@ -231,9 +287,9 @@ impl Locks {
         match self.acquire(r.ino, &mut st, &want, &mut fresh) {
             Ok(Outcome::Granted) => {
                 st.through.entry(r.fh).or_default().insert(r.owner);
-                answer(Ok(()));
+                self.grant(r.ino, &st, answer, true);
                 // A downgrade may let others in.
-                self.try_waiters(r.ino, &mut st, false);
+                self.try_waiters(r.ino, &mut st, false, true);
             }
             Ok(Outcome::Conflict) if sleep => st.waiters.push_back(Waiter {
                 want,
@@ -307,7 +363,7 @@ impl Locks {
         if let Err(err) = self.store.locks_released(&self.mount, vec![ino]) {
             log::debug!("cannot announce the release of locks on inode {ino}: {err}");
         }
-        self.try_waiters(ino, &mut st, false);
+        self.try_waiters(ino, &mut st, false, true);
         Ok(())
     }
 
@@ -412,8 +468,9 @@ impl Locks {
         }
     }
 
-    /// Tries the parked requests of `ino` in order, answering those granted.
-    fn try_waiters(&self, ino: u64, st: &mut InodeLocks, mut fresh: bool) {
+    /// Tries the parked requests of `ino` in order, answering those granted
+    /// (`on_worker`: from a worker).
+    fn try_waiters(&self, ino: u64, st: &mut InodeLocks, mut fresh: bool, on_worker: bool) {
         let mut i = 0;
         while i < st.waiters.len() && !st.lost {
             let want = st.waiters[i].want;
@@ -421,7 +478,7 @@ impl Locks {
                 Ok(Outcome::Granted) => {
                     if let Some(w) = st.waiters.remove(i) {
                         st.through.entry(w.fh).or_default().insert(w.want.owner);
-                        (w.answer)(Ok(()));
+                        self.grant(ino, st, w.answer, on_worker);
                     }
                 }
                 Ok(Outcome::Conflict) => i += 1,
@@ -452,7 +509,7 @@ impl Locks {
             }
         }
         if let Some(t) = self.thread.get().and_then(|t| t.lock().take()) {
-            let _ = self.wake.send(0);
+            let _ = self.wake.send(Note::Stop);
             let _ = t.join();
         }
     }
@@ -520,7 +577,7 @@ impl Locks {
         if let Some(e) = self.existing(ino) {
             let mut st = e.lock();
             if !st.waiters.is_empty() {
-                self.try_waiters(ino, &mut st, false);
+                self.try_waiters(ino, &mut st, false, false);
             }
         }
     }
@@ -555,20 +612,31 @@ impl Locks {
 /// The lock thread: retries parked requests when woken (a release seen in
 /// the change feed) and every [`RECHECK`], checks their callers' signals,
 /// renews leases. Ends when the table is dropped or released.
-fn run(locks: Weak<Locks>, woken: Receiver<u64>) {
+fn run(locks: Weak<Locks>, woken: Receiver<Note>) {
     let mut last_recheck = Instant::now();
     loop {
-        let got = woken.recv_timeout(SIGNAL_CHECK);
+        let got = match woken.recv_timeout(SIGNAL_CHECK) {
+            Ok(note) => Some(note),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
         let Some(l) = locks.upgrade() else { return };
-        match got {
-            Ok(0) | Err(RecvTimeoutError::Disconnected) => return,
-            Ok(ino) => {
-                let mut inos = HashSet::from([ino]);
-                inos.extend(woken.try_iter());
-                inos.iter().for_each(|&i| l.retry(i));
+        let mut inos = HashSet::new();
+        for note in got.into_iter().chain(woken.try_iter()) {
+            match note {
+                Note::Stop => return,
+                Note::Released(ino) => {
+                    inos.insert(ino);
+                }
+                Note::Granted(ino, answer) => {
+                    if let Some(r) = l.refresh.get() {
+                        r.pages(ino);
+                    }
+                    answer(Ok(()));
+                }
             }
-            Err(RecvTimeoutError::Timeout) => {}
         }
+        inos.iter().for_each(|&i| l.retry(i));
         l.interrupt_signalled();
         if last_recheck.elapsed() >= RECHECK.min(l.lease / 3) {
             last_recheck = Instant::now();
