@@ -38,6 +38,8 @@ const SLOW: Duration = Duration::from_secs(20);
 ///            line close the descriptor, print `closed`; live on until EOF
 ///   rw       take it (waiting), print `locked` and the file's content; on a
 ///            stdin line make that line the content, close, print `done`
+///   count N  N times: open, take it (waiting), add 1 to the number the file
+///            holds, close; then print `done`
 ///   loop N   take and release it N times, print the mean seconds per pair
 const HELPER: &str = r#"
 import errno, fcntl, os, struct, sys, time
@@ -104,6 +106,16 @@ elif mode == 'rw':
     os.ftruncate(fd, 0)
     os.pwrite(fd, new.encode(), 0)
     os.close(fd)
+    say('done')
+elif mode == 'count':
+    os.close(fd)
+    for _ in range(int(sys.argv[6])):
+        f = os.open(path, os.O_RDWR)
+        take(f, kind, True)
+        v = int(os.pread(f, 64, 0).decode() or '0')
+        os.ftruncate(f, 0)
+        os.pwrite(f, str(v + 1).encode(), 0)
+        os.close(f)
     say('done')
 elif mode == 'loop':
     n = int(sys.argv[6])
@@ -223,6 +235,12 @@ fn attempt(path: &Path, kind: &str, range: (u64, u64)) -> String {
 
 /// Two mounts of a fresh volume at the default flags, and a file both see.
 fn two_hosts(name: &str) -> (Mount, Mount, PathBuf, PathBuf) {
+    let (_, a, b, pa, pb) = two_hosts_of(name);
+    (a, b, pa, pb)
+}
+
+/// [`two_hosts`], and their volume.
+fn two_hosts_of(name: &str) -> (Volume, Mount, Mount, PathBuf, PathBuf) {
     let vol = Volume::unique("prod");
     let a = vol.mount(&[]);
     let b = vol.mount(&[]);
@@ -234,7 +252,7 @@ fn two_hosts(name: &str) -> (Mount, Mount, PathBuf, PathBuf) {
         "B never saw {}",
         pb.display()
     );
-    (a, b, pa, pb)
+    (vol, a, b, pa, pb)
 }
 
 fn now_secs() -> f64 {
@@ -536,4 +554,29 @@ fn a_lock_holder_reads_what_the_previous_holder_wrote() {
     assert_eq!(again.line(SLOW), "written by B, longer than A's");
     again.send("end");
     assert_eq!(again.line(SLOW), "done");
+}
+
+#[test]
+fn increments_under_locks_on_two_hosts_are_never_lost() {
+    // Six processes, three per host, flock and fcntl mixed (they conflict
+    // with each other here), each adding 1 to a counter file 15 times
+    // under its lock: every increment must read the previous one.
+    let (vol, _a, _b, pa, pb) = two_hosts_of("counter");
+    fs::write(&pa, b"0").expect("reset the counter");
+    assert!(wait_until(SLOW, || fs::read(&pb).ok().as_deref() == Some(&b"0"[..])));
+    let n = 15;
+    let count = n.to_string();
+    let lockers: Vec<Locker> = [(&pa, "flock"), (&pa, "flock"), (&pa, "wr"), (&pb, "flock")]
+        .into_iter()
+        .chain([(&pb, "wr"), (&pb, "wr")])
+        .map(|(p, kind)| Locker::start("count", p, kind, WHOLE, &[&count]))
+        .collect();
+    let t = Instant::now();
+    for l in &lockers {
+        assert_eq!(l.line(Duration::from_secs(300)), "done");
+    }
+    eprintln!("{} locked increments in {:?}", 6 * n, t.elapsed());
+    let c = vol.mount(&[]);
+    let got = fs::read_to_string(c.join("counter")).expect("read the counter");
+    assert_eq!(got, (6 * n).to_string(), "increments were lost");
 }
