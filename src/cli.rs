@@ -345,9 +345,9 @@ pub struct MountArgs {
           value_parser = clap::builder::BoolishValueParser::new())]
     pub read_only: bool,
     /// Seconds a lock outlives a mount that died: each mount renews its
-    /// locks' lease in Cassandra well within this (2 to 3600).
+    /// locks' lease in Cassandra every quarter of it (3 to 3600).
     #[arg(long = "lock_lease", alias = "lock-lease", default_value_t = 5,
-          value_parser = clap::value_parser!(u32).range(2..=3600))]
+          value_parser = clap::value_parser!(u32).range(3..=3600))]
     pub lock_lease: u32,
     #[command(flatten)]
     pub conn: ConnArgs,

@@ -541,7 +541,7 @@ impl Locks {
     fn renew(&self) {
         for (ino, e) in self.snapshot() {
             let mut st = e.lock();
-            let due = st.written.is_none_or(|w| w.elapsed() >= self.lease / 3);
+            let due = st.written.is_none_or(|w| w.elapsed() >= self.lease / 4);
             if st.mine.is_empty() || st.lost || !due {
                 continue;
             }
@@ -638,7 +638,7 @@ fn run(locks: Weak<Locks>, woken: Receiver<Note>) {
         }
         inos.iter().for_each(|&i| l.retry(i));
         l.interrupt_signalled();
-        if last_recheck.elapsed() >= RECHECK.min(l.lease / 3) {
+        if last_recheck.elapsed() >= RECHECK.min(l.lease / 4) {
             last_recheck = Instant::now();
             l.renew();
             for (ino, _) in l.snapshot() {
