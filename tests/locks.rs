@@ -28,7 +28,8 @@ const SLOW: Duration = Duration::from_secs(20);
 /// (flock(2)), `wr`, `rd` (lockf(3): F_SETLK/F_SETLKW on START..START+LEN).
 /// Modes:
 ///   hold     take it (waiting), print `locked TIME`, hold until stdin closes
-///   try      take it without waiting: print `ok` (then release) or `busy`
+///   try      take it without waiting: print `ok` (then release), `busy`, or
+///            `errno N` for another error
 ///   getlk    print F_GETLK's answer for a write lock: `TYPE PID START LEN`
 ///   upgrade  take a read lock, print `locked`, on a stdin line try a write
 ///            lock without waiting and print `ok`/`busy`, hold until EOF
@@ -64,7 +65,7 @@ def attempt(fd, kind):
     except OSError as e:
         if e.errno in (errno.EAGAIN, errno.EACCES):
             return 'busy'
-        raise
+        return 'errno %d' % e.errno
 def say(*a):
     print(*a, flush=True)
 if mode == 'hold':
@@ -579,4 +580,36 @@ fn increments_under_locks_on_two_hosts_are_never_lost() {
     let c = vol.mount(&[]);
     let got = fs::read_to_string(c.join("counter")).expect("read the counter");
     assert_eq!(got, (6 * n).to_string(), "increments were lost");
+}
+
+#[test]
+fn a_mount_that_lost_its_lease_fails_lock_calls_with_eio() {
+    use std::os::unix::fs::MetadataExt;
+    let (vol, a, _b, pa, pb) = two_hosts_of("lost");
+    let mut up = Locker::start("upgrade", &pa, "rd", WHOLE, &[]);
+    up.line(SLOW);
+    assert_eq!(attempt(&pb, "wr", WHOLE), "busy");
+    // The lease is gone from Cassandra (as when A could not renew it in
+    // time): A must notice and stop vouching for the lock.
+    let ino = fs::metadata(&pa).expect("stat on A").ino();
+    cql(&format!(
+        "DELETE FROM {}.locks WHERE owner = {} AND environment = '{}' AND ino = {ino} IF EXISTS",
+        vol.keyspace, vol.owner, vol.environment
+    ));
+    assert!(
+        wait_until(SLOW, || a.output().contains("lost the locks on inode")),
+        "A never logged the loss:\n{}",
+        a.output()
+    );
+    up.send("go");
+    assert_eq!(
+        up.line(SLOW),
+        format!("errno {}", libc::EIO),
+        "a lock call on A"
+    );
+    assert_eq!(attempt(&pb, "wr", WHOLE), "ok", "B may take it");
+    // Once A's process let go, locks work on A again.
+    up.finish();
+    assert!(up.exited(SLOW));
+    assert!(wait_until(SLOW, || attempt(&pa, "wr", WHOLE) == "ok"));
 }
