@@ -344,6 +344,11 @@ pub struct MountArgs {
           default_value = "false", default_missing_value = "true",
           value_parser = clap::builder::BoolishValueParser::new())]
     pub read_only: bool,
+    /// Seconds a lock outlives a mount that died: each mount renews its
+    /// locks' lease in Cassandra every quarter of it (3 to 3600).
+    #[arg(long = "lock_lease", alias = "lock-lease", default_value_t = 5,
+          value_parser = clap::value_parser!(u32).range(3..=3600))]
+    pub lock_lease: u32,
     #[command(flatten)]
     pub conn: ConnArgs,
     /// Serve Prometheus metrics on GET http://ADDR/metrics (e.g.
@@ -516,6 +521,7 @@ const LONG_FLAGS: &[&str] = &[
     "cache_size",
     "allow_other",
     "read_only",
+    "lock_lease",
     "metrics",
     "config",
     "replication_factor",

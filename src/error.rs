@@ -49,6 +49,12 @@ pub enum FsError {
     /// sending the request.
     #[error("not implemented on a read-only mount")]
     NoHandles,
+    #[error("a conflicting lock is held")]
+    WouldBlock,
+    #[error("interrupted by a signal")]
+    Interrupted,
+    #[error("this mount lost its locks on the file (lease not renewed)")]
+    LockLost,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -78,6 +84,9 @@ impl FsError {
             FsError::Busy => libc::EBUSY,
             FsError::Quota => libc::EDQUOT,
             FsError::NoHandles => libc::ENOSYS,
+            FsError::WouldBlock => libc::EAGAIN,
+            FsError::Interrupted => libc::EINTR,
+            FsError::LockLost => libc::EIO,
             FsError::Store(_) => libc::EIO,
         }
     }

@@ -97,6 +97,8 @@ struct Follower {
     polls: u64,
     /// Time between two polls.
     interval: Duration,
+    /// Told of each inode whose locks another mount released.
+    unlocked: Box<dyn Fn(u64) + Send>,
 }
 
 /// Starts following the feed every `interval`.
@@ -106,6 +108,7 @@ pub fn follow(
     kernel: Box<dyn Kernel>,
     origin: String,
     interval: Duration,
+    unlocked: Box<dyn Fn(u64) + Send>,
 ) -> std::io::Result<Feed> {
     let (stop, stopped) = crossbeam_channel::bounded::<()>(0);
     let mut f = Follower {
@@ -118,6 +121,7 @@ pub fn follow(
         failed: false,
         polls: 0,
         interval,
+        unlocked,
     };
     let thread = std::thread::Builder::new()
         .name("cassfs-feed".into())
@@ -213,8 +217,10 @@ impl Follower {
         self.tell_kernel(&entries, &inos);
     }
 
-    /// Drops what the caches hold of an event's entries and inodes.
+    /// Drops what the caches hold of an event's entries and inodes; tells
+    /// the lock table of released locks.
     fn apply(&self, e: &Event) {
+        e.unlocked.iter().for_each(|&ino| (self.unlocked)(ino));
         for (parent, name) in e.entries() {
             self.cache.forget_dentry(parent, name);
             self.kernel.entry(parent, name);

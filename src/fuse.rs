@@ -22,7 +22,7 @@ use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags as FuseOpenFlags, RenameFlags,
     ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyLock, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use log::{debug, warn};
 
@@ -49,6 +49,31 @@ impl crate::feed::Kernel for KernelNotifier {
 
     fn inode(&self, ino: u64) {
         if let Err(e) = self.0.inval_inode(INodeNo(ino), 0, 0) {
+            debug!("inval_inode({ino}): {e}");
+        }
+    }
+}
+
+/// What a lock grant does to open content (`crate::locks::Refresh`): the
+/// open handles take the latest commit, and the kernel drops its pages.
+pub struct LockRefresh {
+    pub fs: std::sync::Weak<ops::Fs>,
+    pub notifier: fuser::Notifier,
+}
+
+impl crate::locks::Refresh for LockRefresh {
+    fn content(&self, ino: u64) -> bool {
+        let Some(fs) = self.fs.upgrade() else {
+            return false;
+        };
+        fs.refresh_open(ino).unwrap_or_else(|e| {
+            warn!("cannot read inode {ino}'s latest content after a lock: {e}");
+            false
+        })
+    }
+
+    fn pages(&self, ino: u64) {
+        if let Err(e) = self.notifier.inval_inode(INodeNo(ino), 0, 0) {
             debug!("inval_inode({ino}): {e}");
         }
     }
@@ -144,6 +169,7 @@ error_reply!(
     ReplyDirectoryPlus,
     ReplyEmpty,
     ReplyEntry,
+    ReplyLock,
     ReplyOpen,
     ReplyStatfs,
     ReplyWrite,
@@ -282,6 +308,14 @@ impl Filesystem for CassFuse {
             debug!("kernel lacks capabilities {missing:?}");
         }
         let _ = config.set_max_readahead(128 << 10);
+        // Locks held across hosts (crate::locks); a read-only mount keeps
+        // no handles to release them by, so its locks stay the kernel's.
+        let locks = InitFlags::FUSE_POSIX_LOCKS | InitFlags::FUSE_FLOCK_LOCKS;
+        if !self.handle_less {
+            if let Err(missing) = config.add_capabilities(locks) {
+                warn!("kernel lacks {missing:?}: locks hold on this host only");
+            }
+        }
         if self.handle_less {
             let handle_less = InitFlags::FUSE_NO_OPEN_SUPPORT | InitFlags::FUSE_NO_OPENDIR_SUPPORT;
             match config.add_capabilities(handle_less) {
@@ -485,8 +519,8 @@ impl Filesystem for CassFuse {
                 if keep {
                     f |= FopenFlags::FOPEN_KEEP_CACHE;
                 }
-                if !flags.write && !flags.truncate {
-                    // Nothing to commit at close: spare the kernel a FLUSH.
+                if !flags.write && !flags.truncate && !fs.locks().used(ino.0) {
+                    // Nothing to commit or unlock at close: spare the kernel a FLUSH.
                     f |= FopenFlags::FOPEN_NOFLUSH;
                 }
                 r.opened(FileHandle(fh), f)
@@ -545,14 +579,18 @@ impl Filesystem for CassFuse {
         _req: &Request,
         ino: INodeNo,
         fh: FileHandle,
-        _lock_owner: LockOwner,
+        lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
         if self.no_open {
             return self.refuse("flush", ino.0, reply);
         }
         self.submit("flush", ino.0, move |fs| {
-            answer("flush", reply, fs.flush(fh.0), |r, ()| r.ok())
+            // Committed before the close's POSIX unlock: the next holder
+            // reads what this one wrote.
+            let res = fs.flush(fh.0);
+            let unlocked = fs.locks().flush(ino.0, lock_owner.0);
+            answer("flush", reply, res.and(unlocked), |r, ()| r.ok())
         });
     }
 
@@ -562,12 +600,14 @@ impl Filesystem for CassFuse {
         ino: INodeNo,
         fh: FileHandle,
         _flags: FuseOpenFlags,
-        _lock_owner: Option<LockOwner>,
+        lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
         self.submit("release", ino.0, move |fs| {
-            answer("release", reply, fs.release(fh.0), |r, ()| r.ok())
+            let res = fs.release(fh.0);
+            let unlocked = fs.locks().release(ino.0, fh.0, lock_owner.map(|o| o.0));
+            answer("release", reply, res.and(unlocked), |r, ()| r.ok())
         });
     }
 
@@ -784,5 +824,80 @@ impl Filesystem for CassFuse {
                 )
             })
         });
+    }
+
+    fn getlk(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        reply: ReplyLock,
+    ) {
+        let r = lock_request(req, ino, fh, lock_owner, (start, end, typ, pid));
+        self.submit("getlk", ino.0, move |fs| {
+            answer(
+                "getlk",
+                reply,
+                fs.locks().getlk(&r),
+                |reply, held| match held {
+                    Some(l) => reply.locked(l.start, l.end, lock_type(l.write), l.pid),
+                    None => reply.locked(start, end, libc::F_UNLCK, 0),
+                },
+            )
+        });
+    }
+
+    fn setlk(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        lock_owner: LockOwner,
+        start: u64,
+        end: u64,
+        typ: i32,
+        pid: u32,
+        sleep: bool,
+        reply: ReplyEmpty,
+    ) {
+        let r = lock_request(req, ino, fh, lock_owner, (start, end, typ, pid));
+        self.submit("setlk", ino.0, move |fs| {
+            // Answered now, or later by whichever thread frees the lock.
+            let done = Box::new(move |res| answer("setlk", reply, res, |r, ()| r.ok()));
+            fs.locks().setlk(r, sleep, done)
+        });
+    }
+}
+
+/// A lock request of the kernel, for `crate::locks`.
+fn lock_request(
+    req: &Request,
+    ino: INodeNo,
+    fh: FileHandle,
+    owner: LockOwner,
+    (start, end, typ, pid): (u64, u64, i32, u32),
+) -> crate::locks::Request {
+    crate::locks::Request {
+        ino: ino.0,
+        fh: fh.0,
+        owner: owner.0,
+        start,
+        end,
+        typ,
+        pid,
+        tid: req.pid(),
+    }
+}
+
+fn lock_type(write: bool) -> i32 {
+    if write {
+        libc::F_WRLCK
+    } else {
+        libc::F_RDLCK
     }
 }

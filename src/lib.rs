@@ -16,6 +16,7 @@ pub mod feed;
 pub mod fuse;
 pub mod helper_args;
 pub mod kernel_flags;
+pub mod locks;
 pub mod metrics;
 pub mod mount;
 pub mod ops;

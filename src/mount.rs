@@ -99,6 +99,7 @@ fn fs_config(args: &MountArgs) -> FsConfig {
             .unwrap_or_else(|_| args.mount.clone())
             .to_string_lossy()
             .into_owned(),
+        lock_lease: Duration::from_secs(args.lock_lease.into()),
     }
 }
 
@@ -133,6 +134,10 @@ fn serve(store: Store, args: &MountArgs) -> Result<Serving, String> {
         }
     };
     let _ = notifier.set(session.notifier());
+    fs.locks().refresh_with(Box::new(crate::fuse::LockRefresh {
+        fs: Arc::downgrade(&fs),
+        notifier: session.notifier(),
+    }));
     raise_readahead(&args.mount);
     let feed = if args.feed_interval > 0.0 {
         let kernel = Box::new(KernelNotifier(session.notifier()));
@@ -162,6 +167,7 @@ fn wind_down(fs: &Fs, feed: Option<Feed>, heartbeat: Heartbeat) -> Result<(), St
         f.stop();
     }
     let flushed = fs.flush_all();
+    fs.locks().release_all();
     heartbeat.end();
     flushed.map_err(|e| format!("pending writes could not be committed: {e}"))
 }
@@ -311,6 +317,7 @@ fn watch_signals(
                     1
                 }
             };
+            fs.locks().release_all();
             info!("files still open; exiting without waiting for them");
             std::process::exit(code);
         }

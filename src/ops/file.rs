@@ -300,7 +300,40 @@ fn append_range(out: &mut Vec<u8>, data: &[u8], from: u64, to: u64) {
     out.resize(out.len() + (to - from - (b - a)) as usize, 0);
 }
 
+/// Starts an open state from `fresh` if that is a newer commit and nothing
+/// is written here; true if it did.
+fn adopt(st: &mut FileState, fresh: Inode) -> bool {
+    if st.changed || st.base.version == fresh.version {
+        return false;
+    }
+    st.base_valid = fresh.size;
+    st.size = fresh.size;
+    st.mtime_ns = fresh.mtime_ns;
+    st.staged.clear();
+    st.dirty.clear();
+    st.over_quota = false;
+    st.base = fresh;
+    true
+}
+
 impl Fs {
+    /// Brings the handles open here on `ino` to its latest commit when
+    /// nothing is written here (a lock was just granted: its previous
+    /// holder may have committed on another host). True if the content
+    /// changed: the kernel's pages of it are then stale.
+    pub fn refresh_open(&self, ino: u64) -> FsResult<bool> {
+        let Some(st) = self.files.state(ino) else {
+            return Ok(false);
+        };
+        let fresh = self.load_current(ino, true)?;
+        let version = fresh.version;
+        if !adopt(&mut st.lock(), fresh) {
+            return Ok(false);
+        }
+        self.files.page_versions.lock().insert(ino, version);
+        Ok(true)
+    }
+
     /// What the metrics sample of open files (see [`crate::metrics::Sample`]).
     pub fn open_files_sample(&self) -> crate::metrics::Sample {
         self.files.sample()
@@ -348,17 +381,8 @@ impl Fs {
                 .clone()
         };
         let mut st = st.lock();
-        if !st.changed && st.base.version != fresh.version {
-            // Committed elsewhere since the other handles here opened it,
-            // and nothing written here: start from the new content.
-            st.base_valid = fresh.size;
-            st.size = fresh.size;
-            st.mtime_ns = fresh.mtime_ns;
-            st.staged.clear();
-            st.dirty.clear();
-            st.over_quota = false;
-            st.base = fresh;
-        }
+        // Committed elsewhere since the other handles here opened it?
+        adopt(&mut st, fresh);
         st.opens += 1;
         if flags.truncate {
             self.truncate_state(&mut st, 0)?;

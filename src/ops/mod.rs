@@ -56,6 +56,8 @@ pub struct FsConfig {
     pub read_only: bool,
     /// Where the volume is mounted (recorded in the session's row).
     pub mountpoint: String,
+    /// How long this mount's locks outlive it (`crate::locks`).
+    pub lock_lease: Duration,
 }
 
 /// Who is asking.
@@ -129,6 +131,8 @@ pub struct Fs {
     session: Arc<crate::sessions::Session>,
     /// The volume's usage and quota (`quota.rs`).
     quota: quota::Quota,
+    /// flock and fcntl locks held across mounts (`crate::locks`).
+    locks: Arc<crate::locks::Locks>,
 }
 
 /// While Cassandra fails, reads are answered from the caches, however old,
@@ -251,7 +255,9 @@ impl Fs {
         let store = Arc::new(store);
         let cache = Arc::new(Cache::new(cfg.fcache_ttl, cfg.cache_size));
         let session = crate::sessions::Session::new(store.clone(), &mount_id, &cfg.mountpoint);
+        let locks = crate::locks::Locks::new(store.clone(), &mount_id, cfg.lock_lease);
         Ok(Fs {
+            locks: Arc::new(locks),
             session: Arc::new(session),
             prefetch: prefetch::Prefetcher::start(store.clone(), cache.clone())
                 .map_err(|e| FsError::Store(crate::store::StoreError::Request(e.to_string())))?,
@@ -294,7 +300,19 @@ impl Fs {
         interval: Duration,
     ) -> std::io::Result<crate::feed::Feed> {
         let (store, cache) = (self.store.clone(), self.cache.clone());
-        crate::feed::follow(store, cache, kernel, self.mount_id.clone(), interval)
+        let locks = Arc::downgrade(&self.locks);
+        let unlocked = Box::new(move |ino| {
+            if let Some(l) = locks.upgrade() {
+                l.wake(ino)
+            }
+        });
+        let origin = self.mount_id.clone();
+        crate::feed::follow(store, cache, kernel, origin, interval, unlocked)
+    }
+
+    /// The mount's flock and fcntl locks.
+    pub fn locks(&self) -> &Arc<crate::locks::Locks> {
+        &self.locks
     }
 
     /// Registers this mount's session and keeps it alive until

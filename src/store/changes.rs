@@ -39,6 +39,8 @@ pub struct Event {
     /// Of those, the ones whose content was committed, with the new
     /// content version.
     pub versions: Vec<(u64, i64)>,
+    /// Inodes whose locks were released (`crate::locks`).
+    pub unlocked: Vec<u64>,
 }
 
 impl Event {
@@ -126,11 +128,12 @@ impl Touched {
             names: self.names,
             inos: self.inos,
             versions: self.versions,
+            unlocked: Vec::new(),
         }
     }
 }
 
-/// A change feed row (`at, id, origin, names, inos, versions`); malformed
+/// A change feed row (`at, id, origin, names, inos, versions, unlocked`); malformed
 /// rows are skipped.
 pub(super) fn event_from_row(row: Row) -> Option<Event> {
     let mut c = row.columns.into_iter();
@@ -170,6 +173,13 @@ pub(super) fn event_from_row(row: Row) -> Option<Event> {
             .collect(),
         _ => Vec::new(),
     };
+    let unlocked = list(c.next())
+        .into_iter()
+        .filter_map(|v| match v {
+            CqlValue::BigInt(i) => Some(i as u64),
+            _ => None,
+        })
+        .collect();
     Some(Event {
         origin,
         at,
@@ -177,6 +187,7 @@ pub(super) fn event_from_row(row: Row) -> Option<Event> {
         names,
         inos,
         versions,
+        unlocked,
     })
 }
 

@@ -14,6 +14,7 @@ mod changes;
 mod entries;
 mod generations;
 mod keyspace;
+mod locks;
 mod moves;
 mod records;
 mod removals;
@@ -31,6 +32,7 @@ use std::time::Duration;
 
 pub use changes::{Event, FEED_BUCKET_SECS, FEED_RETENTION_SECS};
 pub use keyspace::{val, Columns, Keyspace, Values};
+pub use locks::{LockCells, Swap};
 pub use records::INODE_COLUMNS;
 pub use schema::{apply_schema, check_schema, Replication, SCHEMA_CQL};
 pub use scylla::value::{CqlValue, Row};

@@ -7,7 +7,7 @@ use super::{Result, StoreConfig, StoreError};
 pub const SCHEMA_CQL: &str = include_str!("../../cql/cassfs.cql");
 
 /// The tables a keyspace must hold for CassFS to mount it.
-const TABLES: [&str; 13] = [
+const TABLES: [&str; 14] = [
     "volumes",
     "inodes",
     "dir_entries",
@@ -21,6 +21,7 @@ const TABLES: [&str; 13] = [
     "holds",
     "usage",
     "quotas",
+    "locks",
 ];
 
 /// Checks that a keyspace name is a plain CQL identifier.

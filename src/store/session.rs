@@ -366,7 +366,7 @@ impl Statements {
                 "UPDATE {ks}.inodes SET names = names + ?, ctime_ns = ? WHERE {ino_key} IF kind = ?"
             ))?,
             read_changes: p(format!(
-                "SELECT at, id, origin, names, inos, versions FROM {ks}.changes \
+                "SELECT at, id, origin, names, inos, versions, unlocked FROM {ks}.changes \
                  WHERE {key} AND bucket = ? AND at > ?"
             ))?,
             removals: p(format!(

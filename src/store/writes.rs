@@ -166,6 +166,25 @@ impl Write {
             Some(CqlValue::Text(env.into())),
         ];
         match self {
+            Write::Event(e) if !e.unlocked.is_empty() => (
+                format!(
+                    "INSERT INTO {ks}.changes (owner, environment, bucket, at, id, origin, \
+                     unlocked) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                ),
+                [
+                    key,
+                    vec![
+                        Some(CqlValue::BigInt(Event::bucket(e.at))),
+                        Some(CqlValue::BigInt(e.at)),
+                        Some(CqlValue::BigInt(e.id)),
+                        Some(CqlValue::Text(e.origin.clone())),
+                        Some(CqlValue::List(
+                            e.unlocked.iter().map(|i| CqlValue::BigInt(*i as i64)).collect(),
+                        )),
+                    ],
+                ]
+                .concat(),
+            ),
             Write::Event(e) => (
                 format!(
                     "INSERT INTO {ks}.changes (owner, environment, bucket, at, id, origin, names, \
