@@ -20,6 +20,8 @@ use crate::workers::Pool;
 
 /// How long a signalled daemon waits for a busy mount to go away.
 const BUSY_GRACE: Duration = Duration::from_secs(3);
+/// How long an exiting daemon waits for blocks queued for the disk cache.
+const DISK_CACHE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Logs to stderr: info, or debug with `-debug`.
 pub fn init_logging(debug: bool) {
@@ -104,8 +106,13 @@ fn fs_config(args: &MountArgs) -> FsConfig {
 
 /// Everything from a connected store to a live kernel mount: the core, the
 /// workers, the session row, the FUSE session and the change feed.
-fn serve(store: Store, args: &MountArgs) -> Result<Serving, String> {
+fn serve(mut store: Store, args: &MountArgs) -> Result<Serving, String> {
     check_mountpoint(&args.mount)?;
+    if let Some(dir) = &args.cache_dir {
+        let disk = crate::diskcache::DiskCache::open(dir, args.owner, args.cache_dir_size)
+            .map_err(|e| e.to_string())?;
+        store.use_disk_cache(disk);
+    }
     // SAFETY: getuid/getgid cannot fail and have no preconditions.
     let me = unsafe {
         Caller {
@@ -265,6 +272,7 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     // dropped and the workers drained.
     let served = session.run();
     let wound = wind_down(&fs, feed, heartbeat);
+    crate::diskcache::drain(DISK_CACHE_DRAIN);
     let _ = done_tx.send(());
     info!("unmounted {}", args.mount.display());
     served.map_err(|e| format!("FUSE session failed: {e}"))?;
