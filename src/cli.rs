@@ -822,7 +822,11 @@ mod tests {
             .mount;
         assert_eq!(m.cache_dir, Some(PathBuf::from("/c")));
         assert_eq!(m.cache_dir_size, 3 << 20);
-        for bad in [&["-cache_dir", ""][..], &["-cache_dir_size", "1K"], &["-cache_dir_size", "x"]] {
+        for bad in [
+            &["-cache_dir", ""][..],
+            &["-cache_dir_size", "1K"],
+            &["-cache_dir_size", "x"],
+        ] {
             let mut argv = vec!["cassfs"];
             argv.extend_from_slice(bad);
             assert!(parse(&argv).is_err(), "{bad:?} must be refused");

@@ -216,7 +216,10 @@ impl DiskCache {
         }
         let pending = &self.shared.core.pending;
         pending.fetch_add(1, Ordering::SeqCst);
-        let sent = self.shared.writes.try_send((self.owner, *hash, data.clone()));
+        let sent = self
+            .shared
+            .writes
+            .try_send((self.owner, *hash, data.clone()));
         if let Err(e) = sent {
             pending.fetch_sub(1, Ordering::SeqCst);
             match e {
@@ -310,7 +313,10 @@ impl Core {
     fn disk_error(&self, what: &str, path: &Path, e: &std::io::Error) {
         let kind = format!("{what}: {}", e.kind());
         if self.warned.lock().insert(kind) {
-            warn!("disk cache: {what} {}: {e} (blocks come from Cassandra)", path.display());
+            warn!(
+                "disk cache: {what} {}: {e} (blocks come from Cassandra)",
+                path.display()
+            );
         } else {
             debug!("disk cache: {what} {}: {e}", path.display());
         }
@@ -463,7 +469,10 @@ impl Core {
     fn scan(&self) -> Vec<(Key, u64, u64)> {
         let mut found = Vec::new();
         for owner_entry in read_dir(&self.dir) {
-            let owner = owner_entry.file_name().to_str().and_then(|s| s.parse::<i64>().ok());
+            let owner = owner_entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<i64>().ok());
             let Some(owner) = owner else {
                 continue;
             };

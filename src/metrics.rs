@@ -515,7 +515,11 @@ pub fn cache_lookup(cache: CacheKind, hit: bool) {
 /// A lookup in the on-disk block cache found the block (`hit`) or not.
 pub fn disk_cache_lookup(hit: bool) {
     if let Some(m) = metrics() {
-        if hit { m.disk_hits.inc() } else { m.disk_misses.inc() };
+        if hit {
+            m.disk_hits.inc()
+        } else {
+            m.disk_misses.inc()
+        };
     }
 }
 

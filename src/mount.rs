@@ -11,6 +11,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::MountArgs;
+use crate::diskcache::DiskCache;
 use crate::feed::Feed;
 use crate::fuse::{CassFuse, KernelNotifier};
 use crate::ops::{Caller, Fs, FsConfig};
@@ -91,6 +92,16 @@ struct Serving {
     feed: Option<Feed>,
 }
 
+/// The disk cache `-cache_dir` asks for, created if missing: a directory
+/// that cannot be used fails the mount before anything is contacted.
+fn disk_cache(args: &MountArgs) -> Result<Option<DiskCache>, String> {
+    args.cache_dir
+        .as_ref()
+        .map(|dir| DiskCache::open(dir, args.owner, args.cache_dir_size))
+        .transpose()
+        .map_err(|e| e.to_string())
+}
+
 /// The core's configuration for `args`.
 fn fs_config(args: &MountArgs) -> FsConfig {
     FsConfig {
@@ -106,13 +117,8 @@ fn fs_config(args: &MountArgs) -> FsConfig {
 
 /// Everything from a connected store to a live kernel mount: the core, the
 /// workers, the session row, the FUSE session and the change feed.
-fn serve(mut store: Store, args: &MountArgs) -> Result<Serving, String> {
+fn serve(store: Store, args: &MountArgs) -> Result<Serving, String> {
     check_mountpoint(&args.mount)?;
-    if let Some(dir) = &args.cache_dir {
-        let disk = crate::diskcache::DiskCache::open(dir, args.owner, args.cache_dir_size)
-            .map_err(|e| e.to_string())?;
-        store.use_disk_cache(disk);
-    }
     // SAFETY: getuid/getgid cannot fail and have no preconditions.
     let me = unsafe {
         Caller {
@@ -186,7 +192,10 @@ pub struct Mounted {
 impl Mounted {
     /// Mounts `store`'s volume on `args.mount` and serves it in the
     /// background (the logging and metrics of `args` are the caller's).
-    pub fn start(store: Store, args: &MountArgs) -> Result<Mounted, String> {
+    pub fn start(mut store: Store, args: &MountArgs) -> Result<Mounted, String> {
+        if let Some(disk) = disk_cache(args)? {
+            store.use_disk_cache(disk);
+        }
         let s = serve(store, args)?;
         let session = match s.session.spawn() {
             Ok(b) => b,
@@ -240,7 +249,11 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     check_mountpoint(&args.mount)?;
     let metrics = args.metrics.map(crate::metrics::bind).transpose()?;
     let cfg = store_config(args)?;
-    let store = Store::open(&cfg, args.owner, &args.environment).map_err(|e| e.to_string())?;
+    let disk = disk_cache(args)?;
+    let mut store = Store::open(&cfg, args.owner, &args.environment).map_err(|e| e.to_string())?;
+    if let Some(disk) = disk {
+        store.use_disk_cache(disk);
+    }
     let Serving {
         fs,
         mut session,

@@ -43,10 +43,7 @@ fn block_files(dir: &Path, owner: i64) -> Vec<(String, PathBuf)> {
 
 /// The names the blocks of `data` have on disk (1 MiB blocks, SHA-256).
 fn block_names(data: &[u8]) -> Vec<String> {
-    let mut v: Vec<String> = data
-        .chunks(MIB)
-        .map(|c| hex(&Sha256::digest(c)))
-        .collect();
+    let mut v: Vec<String> = data.chunks(MIB).map(|c| hex(&Sha256::digest(c))).collect();
     v.sort();
     v
 }
@@ -176,7 +173,10 @@ fn the_directory_stays_near_its_bound() {
         .map(|m| m.len())
         .sum();
     assert!(used <= 3 * MIB as u64, "{used} bytes left for a 3M bound");
-    assert!(used >= MIB as u64, "the most recent blocks stay: {used} bytes");
+    assert!(
+        used >= MIB as u64,
+        "the most recent blocks stay: {used} bytes"
+    );
     assert!(peak <= 4 * MIB as u64, "{peak} bytes at the peak");
 }
 
@@ -195,7 +195,10 @@ fn volumes_of_one_owner_share_blocks() {
     }
     let (back, [hits, misses, _]) = read_through(&b, dir.path(), "b.bin");
     assert!(back == data, "content read back differs");
-    assert!(hits >= 3.0, "{hits}: B's blocks come from A's writes on disk");
+    assert!(
+        hits >= 3.0,
+        "{hits}: B's blocks come from A's writes on disk"
+    );
     assert_eq!(misses, 0.0);
 }
 
