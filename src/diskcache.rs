@@ -26,7 +26,7 @@ use std::sync::{Arc, Weak};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
-use log::{debug, info, warn};
+use log::{debug, warn};
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
@@ -35,6 +35,8 @@ use crate::store::{hex, Hash, BLOCK_SIZE};
 
 /// Blocks waiting to be written; more are dropped (1 MiB each at most).
 const QUEUE: usize = 64;
+/// Threads that read and check the blocks of one request at once.
+const READERS: usize = 4;
 /// How often DIR is scanned again (files other daemons wrote or removed).
 pub const RESCAN: Duration = Duration::from_secs(600);
 /// No block is added while the filesystem under DIR has less than this
@@ -205,6 +207,27 @@ impl DiskCache {
         let got = self.shared.core.read(self.owner, hash);
         metrics::disk_cache_lookup(got.is_some());
         got
+    }
+
+    /// The blocks of `hashes`, in order, as [`DiskCache::get`] finds them;
+    /// several are read (and checked) by up to [`READERS`] threads at once.
+    pub fn get_many(&self, hashes: &[Hash]) -> Vec<Option<Vec<u8>>> {
+        if hashes.len() < 2 {
+            return hashes.iter().map(|h| self.get(h)).collect();
+        }
+        let per = hashes.len().div_ceil(READERS);
+        std::thread::scope(|s| {
+            let parts: Vec<_> = hashes
+                .chunks(per)
+                .map(|part| s.spawn(move || part.iter().map(|h| self.get(h)).collect::<Vec<_>>()))
+                .collect();
+            let mut out = Vec::with_capacity(hashes.len());
+            for (part, t) in hashes.chunks(per).zip(parts) {
+                // A reader that panicked counts as misses.
+                out.extend(t.join().unwrap_or_else(|_| vec![None; part.len()]));
+            }
+            out
+        })
     }
 
     /// Queues a block to be written (dropped if the queue is full or the
@@ -445,14 +468,20 @@ impl Core {
     /// The scanner thread: scans at once, then every [`RESCAN`] until
     /// every handle is gone.
     fn scan_every(&self, stopped: Receiver<()>) {
-        loop {
+        for round in 0.. {
             let started = now_ns();
             let found = self.scan();
             let n = found.len();
             let victims = self.merge(found, started);
             self.remove_files(&victims);
-            info!(
-                "disk cache {}: {n} blocks, {} bytes indexed, {} evicted",
+            let level = if round == 0 {
+                log::Level::Info
+            } else {
+                log::Level::Debug
+            };
+            log::log!(
+                level,
+                "disk cache {}: {n} blocks found, {} bytes indexed, {} evicted",
                 self.dir.display(),
                 self.index.lock().bytes,
                 victims.len()

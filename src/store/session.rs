@@ -956,8 +956,11 @@ impl Store {
         let Some(disk) = &self.disk else {
             return self.fetch_blocks(hashes);
         };
-        let mut out: Vec<Option<Arc<Vec<u8>>>> =
-            hashes.iter().map(|h| disk.get(h).map(Arc::new)).collect();
+        let mut out: Vec<Option<Arc<Vec<u8>>>> = disk
+            .get_many(hashes)
+            .into_iter()
+            .map(|d| d.map(Arc::new))
+            .collect();
         let missing: Vec<Hash> = hashes
             .iter()
             .zip(&out)
