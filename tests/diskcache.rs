@@ -244,4 +244,25 @@ fn bad_values_are_refused_with_one_line() {
             assert!(msg.contains(&under), "{what}: names the directory: {msg}");
         }
     }
+    // The mount helper's form takes both as -o options, checked alike.
+    let source = format!("{ks}:1.dc@{}", cassandra_addr());
+    for (opt, want) in [
+        ("cache_dir_size=1K".to_string(), "at least 1M"),
+        (format!("cache_dir={under}"), under.as_str()),
+    ] {
+        let dir = Mount::fresh_dir();
+        let d = dir.to_string_lossy().into_owned();
+        let args = [source.as_str(), d.as_str(), "-o", opt.as_str()];
+        let refs: Vec<&OsStr> = args.iter().map(OsStr::new).collect();
+        let r = run_cassfs(&refs, Duration::from_secs(60), Some(&dir));
+        let _ = fs::remove_dir(&dir);
+        assert!(
+            r.status.is_some() && !r.success(),
+            "-o {opt}: {}",
+            r.describe()
+        );
+        let msg = r.stderr.trim();
+        assert_eq!(msg.lines().count(), 1, "-o {opt}: {}", r.describe());
+        assert!(msg.contains(want), "-o {opt}: {want:?} not in {msg}");
+    }
 }
