@@ -216,15 +216,23 @@ impl DiskCache {
             return hashes.iter().map(|h| self.get(h)).collect();
         }
         let per = hashes.len().div_ceil(READERS);
+        let read = |part: &[Hash]| part.iter().map(|h| self.get(h)).collect::<Vec<_>>();
         std::thread::scope(|s| {
             let parts: Vec<_> = hashes
                 .chunks(per)
-                .map(|part| s.spawn(move || part.iter().map(|h| self.get(h)).collect::<Vec<_>>()))
+                .map(|part| {
+                    let t = std::thread::Builder::new().spawn_scoped(s, move || read(part));
+                    (part, t)
+                })
                 .collect();
             let mut out = Vec::with_capacity(hashes.len());
-            for (part, t) in hashes.chunks(per).zip(parts) {
-                // A reader that panicked counts as misses.
-                out.extend(t.join().unwrap_or_else(|_| vec![None; part.len()]));
+            for (part, t) in parts {
+                out.extend(match t {
+                    // A reader that panicked counts as misses.
+                    Ok(t) => t.join().unwrap_or_else(|_| vec![None; part.len()]),
+                    // No thread to be had: read here.
+                    Err(_) => read(part),
+                });
             }
             out
         })
