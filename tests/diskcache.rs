@@ -22,7 +22,7 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-/// The block files under `dir/<owner>`: name → path.
+/// The block files (64-character names) under `dir/<owner>`: name → path.
 fn block_files(dir: &Path, owner: i64) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     let Ok(subs) = fs::read_dir(dir.join(owner.to_string())) else {
@@ -32,7 +32,7 @@ fn block_files(dir: &Path, owner: i64) -> Vec<(String, PathBuf)> {
         for f in fs::read_dir(sub.path()).expect("read a cache subdirectory") {
             let f = f.expect("entry");
             let name = f.file_name().to_string_lossy().into_owned();
-            if !name.starts_with('.') {
+            if name.len() == 64 {
                 out.push((name, f.path()));
             }
         }
@@ -178,6 +178,50 @@ fn the_directory_stays_near_its_bound() {
         "the most recent blocks stay: {used} bytes"
     );
     assert!(peak <= 4 * MIB as u64, "{peak} bytes at the peak");
+}
+
+#[test]
+fn a_start_scans_the_directory_and_evicts_the_least_recently_used() {
+    let dir = cache_dir();
+    let vol = Volume::unique("dc-scan");
+    let data = pattern(unique_seed(), 3 * MIB);
+    write_through(&vol, dir.path(), "big.bin", &data);
+    let files = block_files(dir.path(), vol.owner);
+    assert_eq!(files.len(), 3, "{files:?}");
+    // Last used 3, 2 and 1 hours ago: the first goes first.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    for (i, (_, p)) in files.iter().enumerate() {
+        let t = now - 3600 * (3 - i as i64);
+        set_times(p, (t, 0), (t, 0)).expect("set a block file's times");
+    }
+    let sub = files[0].1.parent().expect("a parent").to_path_buf();
+    let (stale, fresh, stray) = (
+        sub.join(".tmp.1.1"),
+        sub.join(".tmp.1.2"),
+        sub.join("notes"),
+    );
+    for p in [&stale, &fresh, &stray] {
+        write(p, b"x");
+    }
+    set_times(&stale, (now - 3600, 0), (now - 3600, 0)).expect("age a temporary file");
+
+    let d = dir.path().to_string_lossy().into_owned();
+    let m = vol.mount(&["-cache_dir", &d, "-cache_dir_size", "2M"]);
+    let trimmed = wait_until(Duration::from_secs(30), || {
+        block_files(dir.path(), vol.owner).len() == 2 && !stale.exists()
+    });
+    let left = block_files(dir.path(), vol.owner);
+    assert!(trimmed, "not trimmed by the start's scan: {left:?}");
+    assert_eq!(names_of(&left), names_of(&files[1..]), "the oldest went");
+    assert!(
+        fresh.exists(),
+        "a recent temporary file may be another daemon's"
+    );
+    assert!(stray.exists(), "files not named as blocks are left alone");
+    drop(m);
 }
 
 #[test]
