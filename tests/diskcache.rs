@@ -12,15 +12,12 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use cassfs::store::hex;
 use common::*;
 use scrape::*;
 use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
-
-fn hex(b: &[u8]) -> String {
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// The block files (64-character names) under `dir/<owner>`: name → path.
 fn block_files(dir: &Path, owner: i64) -> Vec<(String, PathBuf)> {
