@@ -143,10 +143,9 @@ pub struct DiskCache {
 /// process (`cassfs docker`) share one index and one pair of threads.
 static OPEN: Mutex<Vec<(PathBuf, Weak<Shared>)>> = Mutex::new(Vec::new());
 
+/// Now in ns since the epoch, as the index counts time.
 fn now_ns() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as u64)
+    crate::store::now_ns().max(0) as u64
 }
 
 fn mtime_ns(m: &std::fs::Metadata) -> u64 {

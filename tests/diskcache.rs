@@ -19,6 +19,15 @@ use sha2::{Digest, Sha256};
 
 const MIB: usize = 1 << 20;
 
+/// The tests of this file run one at a time: each unmounts right after
+/// closing files in its mount, and a process another test thread starts
+/// holds copies of those descriptors between fork and exec, which makes the
+/// unmount fail with EBUSY.
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The block files (64-character names) under `dir/<owner>`: name → path.
 fn block_files(dir: &Path, owner: i64) -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
@@ -88,6 +97,7 @@ fn read_through(vol: &Volume, dir: &Path, name: &str) -> (Vec<u8>, [f64; 3]) {
 
 #[test]
 fn a_remount_reads_big_files_from_disk() {
+    let _one = one_at_a_time();
     let dir = cache_dir();
     let vol = Volume::unique("dc-remount");
     let data = pattern(unique_seed(), 3 * MIB);
@@ -115,6 +125,7 @@ fn a_remount_reads_big_files_from_disk() {
 
 #[test]
 fn bad_files_are_refetched_and_replaced() {
+    let _one = one_at_a_time();
     let dir = cache_dir();
     let vol = Volume::unique("dc-corrupt");
     let data = pattern(unique_seed(), 3 * MIB);
@@ -148,6 +159,7 @@ fn bad_files_are_refetched_and_replaced() {
 
 #[test]
 fn the_directory_stays_near_its_bound() {
+    let _one = one_at_a_time();
     let dir = cache_dir();
     let vol = Volume::unique("dc-bound");
     let (mut m, _) = mount_cached(&vol, dir.path(), &["-cache_dir_size", "3M"]);
@@ -179,6 +191,7 @@ fn the_directory_stays_near_its_bound() {
 
 #[test]
 fn a_start_scans_the_directory_and_evicts_the_least_recently_used() {
+    let _one = one_at_a_time();
     let dir = cache_dir();
     let vol = Volume::unique("dc-scan");
     let data = pattern(unique_seed(), 3 * MIB);
@@ -223,6 +236,7 @@ fn a_start_scans_the_directory_and_evicts_the_least_recently_used() {
 
 #[test]
 fn volumes_of_one_owner_share_blocks() {
+    let _one = one_at_a_time();
     let dir = cache_dir();
     let a = Volume::unique("dc-share-a");
     let b = Volume::new(&a.keyspace, a.owner, "dc-share-b");
@@ -245,6 +259,7 @@ fn volumes_of_one_owner_share_blocks() {
 
 #[test]
 fn bad_values_are_refused_with_one_line() {
+    let _one = one_at_a_time();
     let plain = tempfile::NamedTempFile::new().expect("a plain file");
     let under_file = plain.path().join("cache");
     let under = under_file.to_string_lossy().into_owned();
