@@ -355,6 +355,14 @@ pub struct MountArgs {
     /// 127.0.0.1:9567; port 0 picks a free port). Off by default.
     #[arg(long, value_name = "ADDR", value_parser = socket_addr)]
     pub metrics: Option<SocketAddr>,
+    /// Directory of the on-disk block cache, shared by every volume of the
+    /// owner and kept across restarts (e.g. /var/cache/cassfs). Off by default.
+    #[arg(long = "cache_dir", alias = "cache-dir", value_name = "DIR", value_parser = cache_dir)]
+    pub cache_dir: Option<PathBuf>,
+    /// Bytes of blocks the on-disk cache keeps (suffixes K, M, G, T; at least 1M).
+    #[arg(long = "cache_dir_size", alias = "cache-dir-size", default_value = "10G",
+          value_parser = cache_dir_size)]
+    pub cache_dir_size: u64,
     /// dev/suid/exec and their negations, from the mount helper's options.
     #[arg(skip)]
     pub kernel_flags: crate::kernel_flags::KernelFlags,
@@ -519,6 +527,8 @@ const LONG_FLAGS: &[&str] = &[
     "consistency",
     "timeout",
     "cache_size",
+    "cache_dir",
+    "cache_dir_size",
     "allow_other",
     "read_only",
     "lock_lease",
@@ -634,6 +644,22 @@ pub fn size(s: &str) -> Result<u64, String> {
         .map_err(|_| format!("'{s}' is not a size (bytes, or a number with K, M, G or T)"))?;
     n.checked_mul(mult)
         .ok_or_else(|| format!("'{s}' is too large"))
+}
+
+/// `-cache_dir`: a path, not empty.
+fn cache_dir(s: &str) -> Result<PathBuf, String> {
+    if s.trim().is_empty() {
+        return Err("an empty path (give a directory, e.g. /var/cache/cassfs)".into());
+    }
+    Ok(PathBuf::from(s))
+}
+
+/// `-cache_dir_size`: a size of at least one block.
+fn cache_dir_size(s: &str) -> Result<u64, String> {
+    match size(s)? {
+        n if n < crate::store::BLOCK_SIZE => Err(format!("'{s}': at least 1M (one block)")),
+        n => Ok(n),
+    }
 }
 
 fn socket_addr(s: &str) -> Result<SocketAddr, String> {
@@ -791,6 +817,26 @@ mod tests {
         assert_eq!(size("2T"), Ok(2 << 40));
         assert!(size("99999999T").is_err());
         assert!(size("x").is_err());
+    }
+
+    #[test]
+    fn cache_dir_flags_parse_and_are_checked() {
+        let m = parse(&["cassfs"]).expect("parses").mount;
+        assert_eq!((m.cache_dir, m.cache_dir_size), (None, 10 << 30));
+        let m = parse(&["cassfs", "-cache_dir", "/c", "-cache_dir_size=3M"])
+            .expect("parses")
+            .mount;
+        assert_eq!(m.cache_dir, Some(PathBuf::from("/c")));
+        assert_eq!(m.cache_dir_size, 3 << 20);
+        for bad in [
+            &["-cache_dir", ""][..],
+            &["-cache_dir_size", "1K"],
+            &["-cache_dir_size", "x"],
+        ] {
+            let mut argv = vec!["cassfs"];
+            argv.extend_from_slice(bad);
+            assert!(parse(&argv).is_err(), "{bad:?} must be refused");
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod cli;
 pub mod config;
 pub mod daemon;
+pub mod diskcache;
 pub mod docker;
 pub mod error;
 pub mod feed;

@@ -239,6 +239,10 @@ struct Metrics {
     cql: Vec<Cql>,
     cache_hits: Vec<Counter>,
     cache_misses: Vec<Counter>,
+    disk_hits: Counter,
+    disk_misses: Counter,
+    disk_corrupt: Counter,
+    disk_bytes: Gauge,
     read_bytes: Counter,
     written_bytes: Counter,
     open_files: Gauge,
@@ -292,6 +296,10 @@ impl Metrics {
             cql,
             cache_hits,
             cache_misses,
+            disk_hits: Counter::default(),
+            disk_misses: Counter::default(),
+            disk_corrupt: Counter::default(),
+            disk_bytes: Gauge::default(),
             read_bytes: Counter::default(),
             written_bytes: Counter::default(),
             open_files: Gauge::default(),
@@ -347,6 +355,27 @@ impl Metrics {
             "cassfs_cache_misses",
             "Lookups a local cache could not answer",
             misses,
+        );
+        r.register(
+            "cassfs_disk_cache_hits",
+            "Blocks read from the on-disk cache (-cache_dir)",
+            m.disk_hits.clone(),
+        );
+        r.register(
+            "cassfs_disk_cache_misses",
+            "Blocks the on-disk cache did not hold (then read from Cassandra)",
+            m.disk_misses.clone(),
+        );
+        r.register(
+            "cassfs_disk_cache_corrupt",
+            "Files of the on-disk cache whose content did not match their name (removed)",
+            m.disk_corrupt.clone(),
+        );
+        r.register_with_unit(
+            "cassfs_disk_cache",
+            "Bytes of blocks in the on-disk cache, as this process knows it",
+            Unit::Bytes,
+            m.disk_bytes.clone(),
         );
         r.register_with_unit(
             "cassfs_read",
@@ -480,6 +509,31 @@ pub fn cache_lookup(cache: CacheKind, hit: bool) {
     if let Some(m) = metrics() {
         let c = if hit { &m.cache_hits } else { &m.cache_misses };
         c[cache as usize].inc();
+    }
+}
+
+/// A lookup in the on-disk block cache found the block (`hit`) or not.
+pub fn disk_cache_lookup(hit: bool) {
+    if let Some(m) = metrics() {
+        if hit {
+            m.disk_hits.inc()
+        } else {
+            m.disk_misses.inc()
+        };
+    }
+}
+
+/// A file of the on-disk block cache did not hold the block it names.
+pub fn disk_cache_corrupt() {
+    if let Some(m) = metrics() {
+        m.disk_corrupt.inc();
+    }
+}
+
+/// The on-disk block cache grew (or shrank, `delta` < 0) by `delta` bytes.
+pub fn disk_cache_bytes(delta: i64) {
+    if let Some(m) = metrics() {
+        m.disk_bytes.inc_by(delta);
     }
 }
 

@@ -11,6 +11,7 @@ use signal_hook::consts::{SIGINT, SIGTERM};
 use signal_hook::iterator::Signals;
 
 use crate::cli::MountArgs;
+use crate::diskcache::DiskCache;
 use crate::feed::Feed;
 use crate::fuse::{CassFuse, KernelNotifier};
 use crate::ops::{Caller, Fs, FsConfig};
@@ -20,6 +21,8 @@ use crate::workers::Pool;
 
 /// How long a signalled daemon waits for a busy mount to go away.
 const BUSY_GRACE: Duration = Duration::from_secs(3);
+/// How long an exiting daemon waits for blocks queued for the disk cache.
+const DISK_CACHE_DRAIN: Duration = Duration::from_secs(2);
 
 /// Logs to stderr: info, or debug with `-debug`.
 pub fn init_logging(debug: bool) {
@@ -87,6 +90,16 @@ struct Serving {
     session: Session<CassFuse>,
     heartbeat: Heartbeat,
     feed: Option<Feed>,
+}
+
+/// The disk cache `-cache_dir` asks for, created if missing: a directory
+/// that cannot be used fails the mount before anything is contacted.
+fn disk_cache(args: &MountArgs) -> Result<Option<DiskCache>, String> {
+    args.cache_dir
+        .as_ref()
+        .map(|dir| DiskCache::open(dir, args.owner, args.cache_dir_size))
+        .transpose()
+        .map_err(|e| e.to_string())
 }
 
 /// The core's configuration for `args`.
@@ -185,7 +198,10 @@ pub struct Mounted {
 impl Mounted {
     /// Mounts `store`'s volume on `args.mount` and serves it in the
     /// background (the logging and metrics of `args` are the caller's).
-    pub fn start(store: Store, args: &MountArgs) -> Result<Mounted, String> {
+    pub fn start(mut store: Store, args: &MountArgs) -> Result<Mounted, String> {
+        if let Some(disk) = disk_cache(args)? {
+            store.use_disk_cache(disk);
+        }
         let s = serve(store, args)?;
         let session = match s.session.spawn() {
             Ok(b) => b,
@@ -239,7 +255,11 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     check_mountpoint(&args.mount)?;
     let metrics = args.metrics.map(crate::metrics::bind).transpose()?;
     let cfg = store_config(args)?;
-    let store = Store::open(&cfg, args.owner, &args.environment).map_err(|e| e.to_string())?;
+    let disk = disk_cache(args)?;
+    let mut store = Store::open(&cfg, args.owner, &args.environment).map_err(|e| e.to_string())?;
+    if let Some(disk) = disk {
+        store.use_disk_cache(disk);
+    }
     let Serving {
         fs,
         mut session,
@@ -271,6 +291,7 @@ pub fn run(args: &MountArgs) -> Result<(), String> {
     // dropped and the workers drained.
     let served = session.run();
     let wound = wind_down(&fs, feed, heartbeat);
+    crate::diskcache::drain(DISK_CACHE_DRAIN);
     let _ = done_tx.send(());
     info!("unmounted {}", args.mount.display());
     served.map_err(|e| format!("FUSE session failed: {e}"))?;

@@ -304,6 +304,45 @@ fn every_endpoint_answers_as_docker_expects() {
     assert!(mounts_under(&plugin.statedir).is_empty());
 }
 
+#[test]
+fn a_volume_option_turns_the_disk_cache_on() {
+    let vol = Volume::unique("cached");
+    let name = volume_name(&vol);
+    let plugin = Plugin::start(&format!("cassfs-dc-{}", std::process::id()), &vol.keyspace);
+    let cache = tempfile::tempdir().expect("a cache directory");
+    let dir = cache.path().to_string_lossy().into_owned();
+    let e = plugin.err(
+        "/VolumeDriver.Create",
+        json!({"Name": name, "Opts": {"cache_dir": dir, "cache_dir_size": "1K"}}),
+    );
+    assert!(e.contains("cache_dir_size") && !e.contains('\n'), "{e}");
+    let opts = json!({"cache_dir": dir, "cache_dir_size": "64M"});
+    plugin.ok("/VolumeDriver.Create", json!({"Name": name, "Opts": opts}));
+    let mp = plugin.ok("/VolumeDriver.Mount", json!({"Name": name, "ID": "a"}))["Mountpoint"]
+        .as_str()
+        .map(PathBuf::from)
+        .expect("Mountpoint");
+    write(&mp.join("big"), &pattern(unique_seed(), 2 << 20));
+    plugin.ok("/VolumeDriver.Unmount", json!({"Name": name, "ID": "a"}));
+    let blocks = || {
+        let owner = cache.path().join(vol.owner.to_string());
+        std::fs::read_dir(owner)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::ok)
+            .flat_map(|d| std::fs::read_dir(d.path()).into_iter().flatten())
+            .filter_map(Result::ok)
+            .filter(|f| f.file_name().len() == 64)
+            .count()
+    };
+    assert!(
+        wait_until(Duration::from_secs(30), || blocks() == 2),
+        "{} blocks in the cache directory; plugin log:\n{}",
+        blocks(),
+        plugin.output()
+    );
+}
+
 // ---------------------------------------------------------------------------
 // A real dockerd
 // ---------------------------------------------------------------------------

@@ -29,6 +29,8 @@ pub const MOUNT_OPTIONS: &[&str] = &[
     "fcache_ttl",
     "feed_interval",
     "cache_size",
+    "cache_dir",
+    "cache_dir_size",
     "workers",
     "timeout",
 ];

@@ -36,7 +36,7 @@ pub use locks::{LockCells, Swap};
 pub use records::INODE_COLUMNS;
 pub use schema::{apply_schema, check_schema, Replication, SCHEMA_CQL};
 pub use scylla::value::{CqlValue, Row};
-pub use session::{Conn, Store};
+pub use session::{hex, Conn, Store};
 pub use sessions::{SessionInfo, SESSION_COLUMNS};
 pub use usage::{Limits, Usage};
 pub use writes::{name_key, Change, SetOp, Write};

@@ -408,6 +408,8 @@ pub struct Store {
     /// The mount whose changes this store publishes to the change feed
     /// (`None`: no events, e.g. a command-line tool).
     origin: Option<String>,
+    /// Blocks on local disk, read before Cassandra (`-cache_dir`).
+    disk: Option<crate::diskcache::DiskCache>,
 }
 
 pub(super) fn first_bool(rows: Vec<Row>) -> bool {
@@ -449,6 +451,7 @@ impl Store {
             owner,
             env: environment.to_string(),
             origin: None,
+            disk: None,
         })
     }
 
@@ -456,6 +459,12 @@ impl Store {
     /// writes its event to the volume's change feed, as `origin`.
     pub fn publish_changes_as(&mut self, origin: &str) {
         self.origin = Some(origin.to_string());
+    }
+
+    /// From now on blocks are read from `disk` before Cassandra, and every
+    /// block read from Cassandra or stored is written to it.
+    pub fn use_disk_cache(&mut self, disk: crate::diskcache::DiskCache) {
+        self.disk = Some(disk);
     }
 
     /// The change feed's rows of one partition written after `after_ns`.
@@ -929,6 +938,11 @@ impl Store {
                 Ok(())
             })?;
         }
+        if let Some(disk) = &self.disk {
+            for (h, d) in &blocks {
+                disk.put(h, d);
+            }
+        }
         Ok(())
     }
 
@@ -962,8 +976,36 @@ impl Store {
         Ok(missing)
     }
 
-    /// Reads blocks by hash, in order. A missing block is an error.
+    /// Reads blocks by hash, in order: from the disk cache if there is
+    /// one and it holds them, else from Cassandra (then cached on disk).
+    /// A block missing from Cassandra is an error.
     pub fn get_blocks(&self, hashes: &[Hash]) -> Result<Vec<Arc<Vec<u8>>>> {
+        let Some(disk) = &self.disk else {
+            return self.fetch_blocks(hashes);
+        };
+        let mut out: Vec<Option<Arc<Vec<u8>>>> = disk
+            .get_many(hashes)
+            .into_iter()
+            .map(|d| d.map(Arc::new))
+            .collect();
+        let missing: Vec<Hash> = hashes
+            .iter()
+            .zip(&out)
+            .filter(|(_, got)| got.is_none())
+            .map(|(h, _)| *h)
+            .collect();
+        let mut fetched = missing.iter().zip(self.fetch_blocks(&missing)?);
+        for slot in out.iter_mut().filter(|s| s.is_none()) {
+            if let Some((h, d)) = fetched.next() {
+                disk.put(h, &d);
+                *slot = Some(d);
+            }
+        }
+        Ok(out.into_iter().flatten().collect())
+    }
+
+    /// Reads blocks by hash from Cassandra, in order.
+    fn fetch_blocks(&self, hashes: &[Hash]) -> Result<Vec<Arc<Vec<u8>>>> {
         let mut out = Vec::with_capacity(hashes.len());
         for chunk in hashes.chunks(PARALLEL) {
             let s = self.conn.session();
