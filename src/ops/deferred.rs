@@ -22,7 +22,7 @@
 //! still empty, as a create that claimed it at once would have. A crash
 //! before the first commit leaves nothing: the file was never made.
 
-use super::file::FileState;
+use super::file::{FileState, Pending};
 use super::{Caller, Fs, OpenFlags};
 use crate::error::{FsError, FsResult};
 use crate::store::{Dentry, Inode, Kind};
@@ -31,14 +31,6 @@ use crate::store::{Dentry, Inode, Kind};
 /// is gone when it looks (another host creating and removing it).
 const CLAIM_TRIES: u32 = 4;
 const CLAIM_WAIT: std::time::Duration = std::time::Duration::from_millis(20);
-
-/// The name a new file gets at its first commit, and who created it.
-#[derive(Clone, Debug)]
-pub(super) struct Pending {
-    pub parent: u64,
-    pub name: Vec<u8>,
-    pub caller: Caller,
-}
 
 /// What claiming a pending name did.
 enum Claimed {

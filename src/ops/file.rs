@@ -17,8 +17,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use sha2::{Digest, Sha256};
 
-use super::deferred::Pending;
-use super::{now_ns, Fs};
+use super::{now_ns, Caller, Fs};
 use crate::error::{FsError, FsResult};
 use crate::store::{Content, Hash, Inode, Kind, Usage, Write, BLOCK_SIZE, HOLE, INLINE_MAX};
 
@@ -37,6 +36,15 @@ const PREFETCH_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A block to store: its hash and bytes.
 type Upload = (Hash, Arc<Vec<u8>>);
+
+/// The name a new file gets at its first commit, and who created it
+/// (`deferred.rs`).
+#[derive(Clone, Debug)]
+pub(super) struct Pending {
+    pub parent: u64,
+    pub name: Vec<u8>,
+    pub caller: Caller,
+}
 
 /// The result of an open.
 #[derive(Clone, Copy, Debug)]
