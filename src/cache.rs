@@ -14,7 +14,7 @@
 //! staleness is bounded by `fcache_ttl`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,9 @@ pub struct Cache {
     inline_limit: usize,
     /// When the change feed was last read (ns since the epoch; 0: never).
     feed_ok_ns: AtomicI64,
+    /// Counts the times a listing was forgotten (changed under it), so
+    /// that one read before is not cached after ([`Cache::put_listing_read`]).
+    listing_forgets: AtomicU64,
 }
 
 impl Cache {
@@ -78,6 +81,7 @@ impl Cache {
             blocks: Mutex::new(BlockCache::new(cap / 4 * 3)),
             inline_limit: cap / 4,
             feed_ok_ns: AtomicI64::new(0),
+            listing_forgets: AtomicU64::new(0),
         }
     }
 
@@ -125,7 +129,7 @@ impl Cache {
         let forgotten = self.cached_metadata();
         self.inodes.lock().clear();
         self.dentries.lock().clear();
-        self.listings.lock().clear();
+        self.forget_listings(|l| l.clear());
         self.large_dirs.lock().clear();
         forgotten
     }
@@ -234,7 +238,16 @@ impl Cache {
     /// directory's listing (found to be out of date).
     pub fn forget_dentry(&self, parent: u64, name: &[u8]) {
         self.dentries.lock().remove(&(parent, name.to_vec()));
-        self.listings.lock().remove(&parent);
+        self.forget_listings(|l| {
+            l.remove(&parent);
+        });
+    }
+
+    /// Drops listings (`f`), counted for [`Cache::put_listing_read`].
+    fn forget_listings(&self, f: impl FnOnce(&mut HashMap<u64, Timed<Listing>>)) {
+        let mut map = self.listings.lock();
+        self.listing_forgets.fetch_add(1, Ordering::Relaxed);
+        f(&mut map);
     }
 
     /// Applies a change this mount made to a cached inode, keeping its age
@@ -320,11 +333,37 @@ impl Cache {
     }
 
     pub fn forget_listing(&self, dir: u64) {
-        self.listings.lock().remove(&dir);
+        self.forget_listings(|l| {
+            l.remove(&dir);
+        });
+    }
+
+    /// Marks the start of a read of a listing from Cassandra, for
+    /// [`Cache::put_listing_read`].
+    pub fn listing_epoch(&self) -> u64 {
+        self.listing_forgets.load(Ordering::Relaxed)
+    }
+
+    /// Caches a listing read from Cassandra after `epoch`, unless a
+    /// listing was forgotten since (the change that made it forget may be
+    /// newer than the copy: a feed event, another mount's unlink).
+    pub fn put_listing_read(&self, dir: u64, list: Listing, epoch: u64) {
+        let map = self.listings.lock();
+        if self.listing_forgets.load(Ordering::Relaxed) == epoch {
+            self.put_listing_locked(map, dir, list);
+        }
     }
 
     pub fn put_listing(&self, dir: u64, list: Listing) {
-        let mut map = self.listings.lock();
+        self.put_listing_locked(self.listings.lock(), dir, list);
+    }
+
+    fn put_listing_locked(
+        &self,
+        mut map: parking_lot::MutexGuard<'_, HashMap<u64, Timed<Listing>>>,
+        dir: u64,
+        list: Listing,
+    ) {
         let total: usize = map.values().map(|t| t.value.len()).sum();
         if total + list.len() > MAX_ENTRIES {
             evict_oldest_half(&mut map);

@@ -325,6 +325,11 @@ pub struct MountArgs {
     /// Worker threads serving filesystem requests.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: u32,
+    /// Threads reading requests from the kernel (each with its own
+    /// /dev/fuse descriptor past the first).
+    #[arg(long = "fuse_threads", alias = "fuse-threads", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub fuse_threads: u32,
     /// CQL consistency level of reads and writes.
     #[arg(long, default_value = "LOCAL_QUORUM")]
     pub consistency: Consistency,
@@ -510,6 +515,7 @@ const LONG_FLAGS: &[&str] = &[
     "owner",
     "server",
     "workers",
+    "fuse_threads",
     "feed_interval",
     "consistency",
     "timeout",

@@ -99,6 +99,15 @@ impl CassFuse {
         self.notifier.clone()
     }
 
+    /// Answers request `op` in this thread when `f` can (from memory,
+    /// without waiting: see `Fs::open_cached`); counted like the others.
+    fn at_once<T>(&self, op: &'static str, f: impl FnOnce(&ops::Fs) -> Option<T>) -> Option<T> {
+        let start = metrics::start();
+        let got = f(self.pool.as_ref()?.fs())?;
+        metrics::fuse_done(op, start);
+        Some(got)
+    }
+
     /// Queues request `op` (its name in metrics) on the worker of `key`.
     fn submit(&self, op: &'static str, key: u64, job: impl FnOnce(&ops::Fs) + Send + 'static) {
         if let Some(pool) = &self.pool {
@@ -248,6 +257,19 @@ fn entry_reply(reply: ReplyEntry, res: FsResult<Inode>, ttl: Duration, neg_ttl: 
             r.entry(&ttl, &file_attr(&i), Generation(0))
         }),
     }
+}
+
+/// The flags of an open's answer.
+fn fopen_flags(o: &ops::Opened, flags: ops::OpenFlags) -> FopenFlags {
+    let mut f = FopenFlags::empty();
+    if o.keep_cache {
+        f |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if !flags.write && !flags.truncate {
+        // Nothing to commit at close: spare the kernel a FLUSH.
+        f |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    f
 }
 
 fn placeholder() -> Inode {
@@ -466,6 +488,9 @@ impl Filesystem for CassFuse {
             return self.refuse("open", ino.0, reply);
         }
         let flags = ops::OpenFlags::from_bits(flags.0);
+        if let Some(o) = self.at_once("open", |fs| fs.open_cached(ino.0, flags)) {
+            return reply.opened(FileHandle(o.fh), fopen_flags(&o, flags));
+        }
         let notifier = self.notifier.clone();
         self.submit("open", ino.0, move |fs| {
             let res = fs.open(ino.0, flags);
@@ -480,16 +505,7 @@ impl Filesystem for CassFuse {
                 }
             }
             answer("open", reply, res, |r, o| {
-                let (fh, keep) = (o.fh, o.keep_cache);
-                let mut f = FopenFlags::empty();
-                if keep {
-                    f |= FopenFlags::FOPEN_KEEP_CACHE;
-                }
-                if !flags.write && !flags.truncate {
-                    // Nothing to commit at close: spare the kernel a FLUSH.
-                    f |= FopenFlags::FOPEN_NOFLUSH;
-                }
-                r.opened(FileHandle(fh), f)
+                r.opened(FileHandle(o.fh), fopen_flags(&o, flags))
             })
         });
     }
@@ -566,6 +582,12 @@ impl Filesystem for CassFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        if self
+            .at_once("release", |fs| fs.release_clean(fh.0).then_some(()))
+            .is_some()
+        {
+            return reply.ok();
+        }
         self.submit("release", ino.0, move |fs| {
             answer("release", reply, fs.release(fh.0), |r, ()| r.ok())
         });

@@ -86,6 +86,9 @@ struct FileState {
     over_quota: bool,
     mtime_ns: i64,
     opens: u32,
+    /// Dropped from the registry at its last close: an open that found it
+    /// there just before takes the registry's next state instead.
+    closed: bool,
 }
 
 impl FileState {
@@ -102,6 +105,7 @@ impl FileState {
             changed: false,
             over_quota: false,
             opens: 0,
+            closed: false,
         }
     }
 }
@@ -270,19 +274,96 @@ impl Fs {
         })
     }
 
+    /// An open for reading answered from memory, without waiting on
+    /// anything (the adapter calls it in its own thread): only when the
+    /// change feed vouches for the cached inode and the kernel already holds
+    /// pages of this very version (it keeps them; its attributes are this
+    /// version's). `None`: the open goes to the worker as usual.
+    pub fn open_cached(&self, ino: u64, flags: OpenFlags) -> Option<Opened> {
+        if flags.write || flags.truncate {
+            return None;
+        }
+        let i = self.cache.current_inode(ino)?;
+        if i.kind != Kind::File || self.files.page_versions.lock().get(&ino) != Some(&i.version) {
+            return None;
+        }
+        let fh = self.new_fh();
+        let mut r = self.files.registry.lock();
+        match r.states.get(&ino) {
+            Some(st) => {
+                // Busy (a commit under way) or of another version: the
+                // worker settles it, in order.
+                let mut st = st.try_lock().filter(|st| st.base.version == i.version)?;
+                st.opens += 1;
+            }
+            None => {
+                let mut st = FileState::new(i);
+                st.opens = 1;
+                r.states.insert(ino, Arc::new(Mutex::new(st)));
+            }
+        }
+        self.files.handles.lock().insert(fh, Handle { ino, flags });
+        Some(Opened {
+            fh,
+            keep_cache: true,
+            attrs_stale: false,
+        })
+    }
+
+    /// A release answered from memory (in the adapter's thread): when the
+    /// handle's inode stays open through other handles, or when nothing is
+    /// left to commit and its last name is not gone. False: the worker
+    /// releases it. The kernel sends RELEASE after every request on the
+    /// handle was answered (its FLUSH included), so nothing of it is queued.
+    pub fn release_clean(&self, fh: u64) -> bool {
+        let Some(ino) = self.files.handles.lock().get(&fh).map(|h| h.ino) else {
+            return false;
+        };
+        let mut r = self.files.registry.lock();
+        let unlinked = r.unlinked.contains(&ino);
+        let Some(st) = r.states.get(&ino).cloned() else {
+            return false;
+        };
+        let Some(mut st) = st.try_lock() else {
+            return false;
+        };
+        if st.opens > 1 {
+            st.opens -= 1;
+        } else if st.changed || st.over_quota || unlinked {
+            return false;
+        } else {
+            st.opens = 0;
+            st.closed = true;
+            r.states.remove(&ino);
+        }
+        self.files.handles.lock().remove(&fh);
+        true
+    }
+
     /// Registers a handle on `i`, sharing the inode's state with other
     /// handles open on this host.
     pub(super) fn open_inode(&self, i: Inode, flags: OpenFlags) -> FsResult<u64> {
         let ino = i.ino;
-        let fresh = i.clone();
-        let st = {
-            let mut r = self.files.registry.lock();
-            r.states
-                .entry(ino)
-                .or_insert_with(|| Arc::new(Mutex::new(FileState::new(i))))
-                .clone()
-        };
-        let mut st = st.lock();
+        loop {
+            let st = {
+                let mut r = self.files.registry.lock();
+                r.states
+                    .entry(ino)
+                    .or_insert_with(|| Arc::new(Mutex::new(FileState::new(i.clone()))))
+                    .clone()
+            };
+            let mut st = st.lock();
+            // Closed meanwhile (a release answered in the adapter's thread
+            // dropped it from the registry): take the registry's new one.
+            if !st.closed {
+                return self.open_state(&mut st, i, flags);
+            }
+        }
+    }
+
+    /// Adds a handle to an inode's state (locked by the caller).
+    fn open_state(&self, st: &mut FileState, fresh: Inode, flags: OpenFlags) -> FsResult<u64> {
+        let ino = fresh.ino;
         if !st.changed && st.base.version != fresh.version {
             // Committed elsewhere since the other handles here opened it,
             // and nothing written here: start from the new content.
@@ -296,7 +377,7 @@ impl Fs {
         }
         st.opens += 1;
         if flags.truncate {
-            self.truncate_state(&mut st, 0)?;
+            self.truncate_state(st, 0)?;
         }
         let fh = self.new_fh();
         self.files.handles.lock().insert(fh, Handle { ino, flags });
@@ -785,6 +866,7 @@ impl Fs {
         };
         // An unlink that raced this close either saw the inode open (and
         // left its deletion to this close) or not (and deleted it).
+        st.closed = true;
         if self.files.close_last(ino) {
             let mut base = st.base.clone();
             if let Content::Blocks(h) = &mut base.content {
