@@ -259,6 +259,17 @@ fn entry_reply(reply: ReplyEntry, res: FsResult<Inode>, ttl: Duration, neg_ttl: 
     }
 }
 
+/// Before answering an open whose kernel may hold an older version's
+/// attributes (its size): makes the kernel ask again before reading
+/// (attributes only: safe to send while the open waits for its reply).
+fn forget_stale_attrs(notifier: &NotifierSlot, ino: INodeNo, o: &ops::Opened) {
+    if let (true, Some(n)) = (o.attrs_stale, notifier.get()) {
+        if let Err(e) = n.inval_inode(ino, -1, 0) {
+            debug!("inval_inode({}): {e}", ino.0);
+        }
+    }
+}
+
 /// The flags of an open's answer.
 fn fopen_flags(o: &ops::Opened, flags: ops::OpenFlags) -> FopenFlags {
     let mut f = FopenFlags::empty();
@@ -328,6 +339,11 @@ impl Filesystem for CassFuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let ttl = self.entry_ttl;
+        if let Some((i, ttl)) = self.at_once("getattr", |fs| {
+            fs.getattr_cached(ino.0).map(|i| (i, fs.kernel_ttl(ttl)))
+        }) {
+            return reply.attr(&ttl, &file_attr(&i));
+        }
         self.submit("getattr", ino.0, move |fs| {
             answer("getattr", reply, fs.getattr(ino.0), |r, i| {
                 r.attr(&fs.kernel_ttl(ttl), &file_attr(&i))
@@ -489,20 +505,14 @@ impl Filesystem for CassFuse {
         }
         let flags = ops::OpenFlags::from_bits(flags.0);
         if let Some(o) = self.at_once("open", |fs| fs.open_cached(ino.0, flags)) {
+            forget_stale_attrs(&self.notifier, ino, &o);
             return reply.opened(FileHandle(o.fh), fopen_flags(&o, flags));
         }
         let notifier = self.notifier.clone();
         self.submit("open", ino.0, move |fs| {
             let res = fs.open(ino.0, flags);
-            if let (Ok(o), Some(n)) = (&res, notifier.get()) {
-                if o.attrs_stale {
-                    // The kernel's size may be an older version's: make it
-                    // ask again before reading (attributes only: safe to
-                    // send while this open waits for its reply).
-                    if let Err(e) = n.inval_inode(ino, -1, 0) {
-                        debug!("inval_inode({}): {e}", ino.0);
-                    }
-                }
+            if let Ok(o) = &res {
+                forget_stale_attrs(&notifier, ino, o);
             }
             answer("open", reply, res, |r, o| {
                 r.opened(FileHandle(o.fh), fopen_flags(&o, flags))

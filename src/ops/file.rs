@@ -141,13 +141,21 @@ impl OpenFiles {
     /// Shows local, uncommitted size and mtime in `i`.
     pub(super) fn overlay(&self, i: &mut Inode) {
         if let Some(st) = self.state(i.ino) {
-            let st = st.lock();
-            i.size = st.size;
-            if st.changed {
-                i.mtime_ns = st.mtime_ns;
-                i.ctime_ns = i.ctime_ns.max(st.mtime_ns);
-            }
+            show_local(&st.lock(), i);
         }
+    }
+
+    /// [`OpenFiles::overlay`] without waiting: false if the inode's state
+    /// is busy (a commit under way).
+    fn try_overlay(&self, i: &mut Inode) -> bool {
+        let Some(st) = self.state(i.ino) else {
+            return true;
+        };
+        let Some(st) = st.try_lock() else {
+            return false;
+        };
+        show_local(&st, i);
+        true
     }
 
     pub(super) fn set_mtime(&self, ino: u64, t: i64) {
@@ -220,6 +228,15 @@ impl OpenFiles {
     }
 }
 
+/// Shows a state's local, uncommitted size and mtime in `i`.
+fn show_local(st: &FileState, i: &mut Inode) {
+    i.size = st.size;
+    if st.changed {
+        i.mtime_ns = st.mtime_ns;
+        i.ctime_ns = i.ctime_ns.max(st.mtime_ns);
+    }
+}
+
 fn sha256(data: &[u8]) -> Hash {
     let mut h = [0u8; 32];
     h.copy_from_slice(&Sha256::digest(data));
@@ -240,6 +257,14 @@ fn append_range(out: &mut Vec<u8>, data: &[u8], from: u64, to: u64) {
 }
 
 impl Fs {
+    /// Attributes answered from memory, without waiting on anything (in the
+    /// adapter's thread): the cached inode within its TTL, with local
+    /// writes shown, as [`Fs::getattr`] answers. `None`: the worker answers.
+    pub fn getattr_cached(&self, ino: u64) -> Option<Inode> {
+        let mut i = self.cache.inode(ino)?;
+        self.files.try_overlay(&mut i).then_some(i)
+    }
+
     /// What the metrics sample of open files (see [`crate::metrics::Sample`]).
     pub fn open_files_sample(&self) -> crate::metrics::Sample {
         self.files.sample()
@@ -275,25 +300,25 @@ impl Fs {
     }
 
     /// An open for reading answered from memory, without waiting on
-    /// anything (the adapter calls it in its own thread): only when the
-    /// change feed vouches for the cached inode and the kernel already holds
-    /// pages of this very version (it keeps them; its attributes are this
-    /// version's). `None`: the open goes to the worker as usual.
+    /// anything (the adapter calls it in its own thread), when the change
+    /// feed vouches for the cached inode: the same answer as [`Fs::open`]
+    /// gives then. `None`: the open goes to the worker as usual (not
+    /// cached, for writing, or the inode's state busy or of another
+    /// version: the worker settles those in order).
     pub fn open_cached(&self, ino: u64, flags: OpenFlags) -> Option<Opened> {
         if flags.write || flags.truncate {
             return None;
         }
-        let i = self.cache.current_inode(ino)?;
-        if i.kind != Kind::File || self.files.page_versions.lock().get(&ino) != Some(&i.version) {
-            return None;
-        }
+        let i = self
+            .cache
+            .current_inode(ino)
+            .filter(|i| i.kind == Kind::File)?;
+        let version = i.version;
         let fh = self.new_fh();
         let mut r = self.files.registry.lock();
         match r.states.get(&ino) {
             Some(st) => {
-                // Busy (a commit under way) or of another version: the
-                // worker settles it, in order.
-                let mut st = st.try_lock().filter(|st| st.base.version == i.version)?;
+                let mut st = st.try_lock().filter(|st| st.base.version == version)?;
                 st.opens += 1;
             }
             None => {
@@ -303,10 +328,12 @@ impl Fs {
             }
         }
         self.files.handles.lock().insert(fh, Handle { ino, flags });
+        drop(r);
+        let had = self.files.page_versions.lock().insert(ino, version);
         Some(Opened {
             fh,
-            keep_cache: true,
-            attrs_stale: false,
+            keep_cache: had == Some(version),
+            attrs_stale: had != Some(version),
         })
     }
 
