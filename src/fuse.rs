@@ -327,6 +327,12 @@ impl Filesystem for CassFuse {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (name, ttl, neg) = (bytes(name), self.entry_ttl, self.negative_ttl);
+        if let Some((res, ttl, neg)) = self.at_once("lookup", |fs| {
+            let res = fs.lookup_cached(parent.0, &name)?;
+            Some((res, fs.kernel_ttl(ttl), fs.kernel_ttl(neg)))
+        }) {
+            return entry_reply(reply, res, ttl, neg);
+        }
         self.submit("lookup", parent.0, move |fs| {
             entry_reply(
                 reply,
@@ -532,6 +538,11 @@ impl Filesystem for CassFuse {
         reply: ReplyData,
     ) {
         let unopened = self.no_open;
+        let cached = |fs: &ops::Fs| fs.read_cached(fh.0, offset, size);
+        if let Some(d) = (!unopened).then(|| self.at_once("read", cached)).flatten() {
+            metrics::read_bytes(d.len());
+            return reply.data(&d);
+        }
         self.submit("read", ino.0, move |fs| {
             let res = if unopened {
                 fs.read_unopened(ino.0, offset, size)

@@ -500,6 +500,26 @@ impl Fs {
         self.read_state(&st, offset, size)
     }
 
+    /// A read answered from memory, without waiting on anything (in the
+    /// adapter's thread): when the handle's state is free and every byte
+    /// asked for is in memory (written here, inline, or in cached blocks).
+    /// `None`: the worker reads.
+    pub fn read_cached(&self, fh: u64, offset: u64, size: u32) -> Option<Vec<u8>> {
+        let (_, _, st) = self.handle(fh).ok()?;
+        let st = st.try_lock()?;
+        let end = offset.saturating_add(u64::from(size)).min(st.size);
+        if offset < end {
+            let in_memory = |idx: u64| {
+                st.dirty.contains_key(&idx)
+                    || Self::block_hash(&st, idx).is_none_or(|h| self.cache.has_block(&h))
+            };
+            if !(offset / BS..=(end - 1) / BS).all(in_memory) {
+                return None;
+            }
+        }
+        self.read_state(&st, offset, size).ok()
+    }
+
     /// A read without a handle (a read-only mount, whose kernel opens
     /// nothing): the inode's content as it is now, from the cached copy
     /// while the change feed vouches for it, else from the version

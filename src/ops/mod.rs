@@ -402,6 +402,19 @@ impl Fs {
         self.getattr(d.ino)
     }
 
+    /// A lookup answered from memory, without waiting on anything (in the
+    /// adapter's thread): a cached entry (or known miss) whose inode is
+    /// cached, as [`Fs::lookup`] answers. `None`: the worker looks it up.
+    pub fn lookup_cached(&self, parent: u64, name: &[u8]) -> Option<FsResult<Inode>> {
+        if name.len() > NAME_MAX {
+            return None;
+        }
+        match self.cache.dentry(parent, name)? {
+            Some(d) => self.getattr_cached(d.ino).map(Ok),
+            None => Some(Err(FsError::NotFound)),
+        }
+    }
+
     /// A directory entry (cache within the TTL, else Cassandra).
     fn entry(&self, parent: u64, name: &[u8]) -> FsResult<Option<Dentry>> {
         if let Some(d) = self.cache.dentry(parent, name) {
