@@ -8,12 +8,12 @@
 //! `put_listing_read`, so a change the feed (or this mount) made meanwhile
 //! is never covered by an older copy.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
-use crossbeam_channel::{unbounded, Sender};
 use log::debug;
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use super::prefetch::Prefetcher;
 use super::PREFETCH_INODES_MAX;
@@ -21,7 +21,7 @@ use crate::cache::{Cache, Listing};
 use crate::store::{Content, Hash, Kind, Store};
 
 /// Levels below a directory read in the foreground that are read ahead.
-const DEPTH: u32 = 2;
+const DEPTH: u32 = 3;
 /// Directories waiting to be read ahead, at most (more are not queued).
 const QUEUE_MAX: usize = 1024;
 
@@ -62,10 +62,36 @@ pub(super) fn read_whole(
     Ok(Some(by_name))
 }
 
-/// The background reader of directories below those read in the foreground.
+/// The background readers of directories below those read in the
+/// foreground ([`THREADS`] of them, each reading one directory at a time).
+/// The directories wait on a stack, the first by name on top, so the
+/// readers go depth first in name order, as a walk of the tree does.
 pub(super) struct DirAhead {
-    tx: Sender<(u64, u32)>,
-    queued: Arc<Mutex<HashSet<u64>>>,
+    shared: Arc<Shared>,
+}
+
+/// Threads reading directories ahead.
+const THREADS: usize = 4;
+/// How long a lookup waits for a directory a thread is reading.
+const WAIT: Duration = Duration::from_secs(5);
+
+#[derive(Default)]
+struct Shared {
+    state: Mutex<Queue>,
+    /// Signalled when a directory is queued, or at the end.
+    work: Condvar,
+    /// Signalled when a thread finishes a directory.
+    done: Condvar,
+}
+
+/// Directories queued (with the levels below them still to read) and
+/// being read.
+#[derive(Default)]
+struct Queue {
+    stack: Vec<(u64, u32)>,
+    queued: HashSet<u64>,
+    reading: HashSet<u64>,
+    stop: bool,
 }
 
 impl DirAhead {
@@ -74,53 +100,92 @@ impl DirAhead {
         cache: Arc<Cache>,
         blocks: Prefetcher,
     ) -> std::io::Result<DirAhead> {
-        let (tx, rx) = unbounded::<(u64, u32)>();
-        let queued: Arc<Mutex<HashSet<u64>>> = Arc::default();
-        let shared = queued.clone();
-        std::thread::Builder::new()
-            .name("cassfs-dirahead".into())
-            .spawn(move || {
-                // Ends when the mount drops its sender.
-                while let Ok(first) = rx.recv() {
-                    let mut work = VecDeque::from([first]);
-                    while let Some((dir, depth)) = work.pop_front() {
+        let shared: Arc<Shared> = Arc::default();
+        for n in 0..THREADS {
+            let shared = shared.clone();
+            let (store, cache, blocks) = (store.clone(), cache.clone(), blocks.clone());
+            std::thread::Builder::new()
+                .name(format!("cassfs-dirahead-{n}"))
+                .spawn(move || {
+                    while let Some((dir, depth)) = shared.next() {
                         let listing = read_ahead(&store, &cache, &blocks, dir);
-                        shared.lock().remove(&dir);
+                        shared.finish(dir);
                         if let (Some(l), true) = (listing, depth > 1) {
-                            work.extend(queue(&shared, &l).into_iter().map(|d| (d, depth - 1)));
+                            shared.push(&l, depth - 1);
                         }
-                        work.extend(rx.try_iter());
                     }
-                }
-            })?;
-        Ok(DirAhead { tx, queued })
+                })?;
+        }
+        Ok(DirAhead { shared })
     }
 
     /// Queues the subdirectories listed in `l` (just read in the foreground).
     pub(super) fn below(&self, l: &Listing) {
-        for dir in queue(&self.queued, l) {
-            if self.tx.send((dir, DEPTH)).is_err() {
-                debug!("the read-ahead of directories is gone");
+        self.shared.push(l, DEPTH);
+    }
+
+    /// Waits (at most [`WAIT`]) while a thread reads `dir`, so that a
+    /// lookup there does not read it a second time.
+    pub(super) fn wait_for(&self, dir: u64) {
+        let deadline = Instant::now() + WAIT;
+        let mut state = self.shared.state.lock();
+        while state.reading.contains(&dir) {
+            if self
+                .shared
+                .done
+                .wait_until(&mut state, deadline)
+                .timed_out()
+            {
                 return;
             }
         }
     }
 }
 
-/// The subdirectories in `l` not queued yet, now marked queued (as many as
-/// [`QUEUE_MAX`] allows).
-fn queue(queued: &Mutex<HashSet<u64>>, l: &Listing) -> Vec<u64> {
-    let mut queued = queued.lock();
-    let mut out = Vec::new();
-    for d in l.values().filter(|d| d.kind == Kind::Dir) {
-        if queued.len() >= QUEUE_MAX {
-            break;
-        }
-        if queued.insert(d.ino) {
-            out.push(d.ino);
+impl Drop for DirAhead {
+    fn drop(&mut self) {
+        self.shared.state.lock().stop = true;
+        self.shared.work.notify_all();
+    }
+}
+
+impl Shared {
+    /// The next directory to read, now marked as being read (`None`: stop).
+    fn next(&self) -> Option<(u64, u32)> {
+        let mut state = self.state.lock();
+        loop {
+            if state.stop {
+                return None;
+            }
+            if let Some((dir, depth)) = state.stack.pop() {
+                state.queued.remove(&dir);
+                state.reading.insert(dir);
+                return Some((dir, depth));
+            }
+            self.work.wait(&mut state);
         }
     }
-    out
+
+    fn finish(&self, dir: u64) {
+        self.state.lock().reading.remove(&dir);
+        self.done.notify_all();
+    }
+
+    /// Queues the subdirectories in `l` neither queued nor being read (as
+    /// many as [`QUEUE_MAX`] allows), the first by name on top.
+    fn push(&self, l: &Listing, depth: u32) {
+        let mut state = self.state.lock();
+        for d in l.values().rev().filter(|d| d.kind == Kind::Dir) {
+            if state.queued.len() >= QUEUE_MAX {
+                break;
+            }
+            if !state.reading.contains(&d.ino) && state.queued.insert(d.ino) {
+                state.stack.push((d.ino, depth));
+            }
+        }
+        drop(state);
+        self.work.notify_all();
+    }
 }
 
 /// A directory's listing, from the cache or read whole (`None`: too large,

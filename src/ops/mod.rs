@@ -444,6 +444,10 @@ impl Fs {
     /// locally, and the directories below it in the background
     /// (`dirahead.rs`). `None` for a large directory.
     fn read_small_dir(&self, parent: u64, name: &[u8]) -> FsResult<Option<Option<Dentry>>> {
+        self.dirahead.wait_for(parent);
+        if let Some(d) = self.cache.dentry(parent, name) {
+            return Ok(Some(d));
+        }
         if self.cache.is_large_dir(parent) {
             return Ok(None);
         }
