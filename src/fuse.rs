@@ -3,7 +3,10 @@
 //! Each callback copies its arguments, packages them with the reply into a
 //! job and hands it to the worker pool (routed by inode). The job calls the
 //! core (`crate::ops`) and converts its result into the reply; errors become
-//! errno in one place ([`answer`]).
+//! errno in one place ([`answer`]). What memory can answer without waiting
+//! (a warm open, a clean release, a cached lookup, getattr or read) is
+//! answered in the callback itself ([`CassFuse::at_once`]), sparing the hop
+//! to a worker.
 //!
 //! A read-only mount has nothing to commit at close, so it lets the kernel
 //! keep no handles: OPEN, OPENDIR and FLUSH answer ENOSYS (the kernel then

@@ -8,7 +8,8 @@
 //!
 //! Submodules: `names` (entries: create, link, unlink), `listing` (open
 //! directories and their offsets), `rename`,
-//! `file` (open files: buffered writes and whole-file commits), `xattr`.
+//! `file` (open files: buffered writes and whole-file commits), `xattr`,
+//! `prefetch` (blocks read ahead), `dirahead` (directories read ahead).
 //!
 //! Writes change only the columns they mean to change (`store::Change`);
 //! nothing is written back from a cached copy of a row.
