@@ -1,8 +1,10 @@
 //! Reading directories ahead: a directory read whole (its listing and the
 //! inodes of its entries, which carry the content of files up to 64 KiB)
 //! and, in the background, the directories below it, so that a reader
-//! walking a tree finds each next directory cached. The first block of
-//! each larger file goes to the block read-ahead (`prefetch.rs`).
+//! walking a tree finds each next directory cached. When a file of a
+//! directory is first opened, the first block of each larger file there
+//! goes to the block read-ahead (`prefetch.rs`): a directory only looked
+//! at (`stat`, `ls`) costs no content.
 //!
 //! Everything read here enters the caches through `put_inode_read` and
 //! `put_listing_read`, so a change the feed (or this mount) made meanwhile
@@ -18,21 +20,21 @@ use parking_lot::{Condvar, Mutex};
 use super::prefetch::Prefetcher;
 use super::PREFETCH_INODES_MAX;
 use crate::cache::{Cache, Listing};
-use crate::store::{Content, Hash, Kind, Store};
+use crate::store::{Content, Dentry, Kind, Store, HOLE};
 
 /// Levels below a directory read in the foreground that are read ahead.
 const DEPTH: u32 = 3;
 /// Directories waiting to be read ahead, at most (more are not queued).
 const QUEUE_MAX: usize = 1024;
+/// Directories remembered as having had a file opened (then forgotten).
+const OPENED_MAX: usize = 16_384;
 
-/// Reads a small directory whole into the caches: its listing, its inodes
-/// when it has at most [`PREFETCH_INODES_MAX`] entries (else only `want`'s),
-/// and asks `blocks` for the first block of each larger file. `None` for a
-/// directory too large to read whole (marked so).
+/// Reads a small directory whole into the caches: its listing, and its
+/// inodes when it has at most [`PREFETCH_INODES_MAX`] entries (else only
+/// `want`'s). `None` for a directory too large to read whole (marked so).
 pub(super) fn read_whole(
     store: &Store,
     cache: &Cache,
-    blocks: &Prefetcher,
     dir: u64,
     want: Option<&[u8]>,
 ) -> crate::store::Result<Option<Listing>> {
@@ -49,14 +51,9 @@ pub(super) fn read_whole(
         .map(|d| d.ino)
         .collect();
     let inode_epoch = cache.inode_epoch();
-    let mut first_blocks: Vec<Hash> = Vec::new();
     for i in store.get_inodes(&unknown)?.into_iter().flatten() {
-        if let (Kind::File, Content::Blocks(h)) = (i.kind, &i.content) {
-            first_blocks.extend(h.first().filter(|h| !cache.has_block(h)));
-        }
         cache.put_inode_read(&i, inode_epoch);
     }
-    blocks.request(first_blocks);
     let by_name: Listing = list.into_iter().map(|d| (d.name.clone(), d)).collect();
     cache.put_listing_read(dir, by_name.clone(), epoch);
     Ok(Some(by_name))
@@ -91,24 +88,22 @@ struct Queue {
     stack: Vec<(u64, u32)>,
     queued: HashSet<u64>,
     reading: HashSet<u64>,
+    /// Directories whose larger files' first blocks were asked for.
+    opened: HashSet<u64>,
     stop: bool,
 }
 
 impl DirAhead {
-    pub(super) fn start(
-        store: Arc<Store>,
-        cache: Arc<Cache>,
-        blocks: Prefetcher,
-    ) -> std::io::Result<DirAhead> {
+    pub(super) fn start(store: Arc<Store>, cache: Arc<Cache>) -> std::io::Result<DirAhead> {
         let shared: Arc<Shared> = Arc::default();
         for n in 0..THREADS {
             let shared = shared.clone();
-            let (store, cache, blocks) = (store.clone(), cache.clone(), blocks.clone());
+            let (store, cache) = (store.clone(), cache.clone());
             std::thread::Builder::new()
                 .name(format!("cassfs-dirahead-{n}"))
                 .spawn(move || {
                     while let Some((dir, depth)) = shared.next() {
-                        let listing = read_ahead(&store, &cache, &blocks, dir);
+                        let listing = read_ahead(&store, &cache, dir);
                         shared.finish(dir);
                         if let (Some(l), true) = (listing, depth > 1) {
                             shared.push(&l, depth - 1);
@@ -122,6 +117,36 @@ impl DirAhead {
     /// Queues the subdirectories listed in `l` (just read in the foreground).
     pub(super) fn below(&self, l: &Listing) {
         self.shared.push(l, DEPTH);
+    }
+
+    /// The first time a file of `dir` (other than `ino`) is opened here:
+    /// asks `blocks` for the first block of each larger file of the
+    /// directory that is not cached (a site reading one file of a directory
+    /// reads the others next).
+    pub(super) fn opened_in(&self, dir: u64, ino: u64, cache: &Cache, blocks: &Prefetcher) {
+        {
+            let mut state = self.shared.state.lock();
+            if state.opened.len() >= OPENED_MAX {
+                state.opened.clear();
+            }
+            if !state.opened.insert(dir) {
+                return;
+            }
+        }
+        let Some(list) = cache.listing(dir) else {
+            return;
+        };
+        let first = |d: &Dentry| match cache.inode(d.ino)?.content {
+            Content::Blocks(h) => h.first().copied(),
+            Content::Inline(_) => None,
+        };
+        let hashes = list
+            .iter()
+            .filter(|d| d.kind == Kind::File && d.ino != ino)
+            .filter_map(first)
+            .filter(|h| *h != HOLE && !cache.has_block(h))
+            .collect();
+        blocks.request(hashes);
     }
 
     /// Waits (at most [`WAIT`]) while a thread reads `dir`, so that a
@@ -190,14 +215,14 @@ impl Shared {
 
 /// A directory's listing, from the cache or read whole (`None`: too large,
 /// or the read failed: reading ahead is only a hint).
-fn read_ahead(store: &Store, cache: &Cache, blocks: &Prefetcher, dir: u64) -> Option<Listing> {
+fn read_ahead(store: &Store, cache: &Cache, dir: u64) -> Option<Listing> {
     if let Some(l) = cache.listing(dir) {
         return Some(l.into_iter().map(|d| (d.name.clone(), d)).collect());
     }
     if cache.is_large_dir(dir) {
         return None;
     }
-    read_whole(store, cache, blocks, dir, None).unwrap_or_else(|e| {
+    read_whole(store, cache, dir, None).unwrap_or_else(|e| {
         debug!("reading directory {dir} ahead failed: {e}");
         None
     })

@@ -286,10 +286,13 @@ impl Fs {
         if flags.write || flags.truncate {
             self.writable()?;
         }
-        let version = i.version;
+        let (version, parent) = (i.version, i.parent);
         let fh = self.open_inode(i, flags)?;
-        let mut pages = self.files.page_versions.lock();
-        let had = pages.insert(ino, version);
+        let had = self.files.page_versions.lock().insert(ino, version);
+        if had.is_none() {
+            self.dirahead
+                .opened_in(parent, ino, &self.cache, &self.prefetch);
+        }
         Ok(Opened {
             fh,
             keep_cache: !flags.truncate && had == Some(version),
@@ -313,7 +316,7 @@ impl Fs {
             .cache
             .current_inode(ino)
             .filter(|i| i.kind == Kind::File)?;
-        let version = i.version;
+        let (version, parent) = (i.version, i.parent);
         let fh = self.new_fh();
         let mut r = self.files.registry.lock();
         match r.states.get(&ino) {
@@ -330,6 +333,10 @@ impl Fs {
         self.files.handles.lock().insert(fh, Handle { ino, flags });
         drop(r);
         let had = self.files.page_versions.lock().insert(ino, version);
+        if had.is_none() {
+            self.dirahead
+                .opened_in(parent, ino, &self.cache, &self.prefetch);
+        }
         Some(Opened {
             fh,
             keep_cache: had == Some(version),

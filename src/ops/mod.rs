@@ -242,8 +242,8 @@ impl Fs {
             |e: std::io::Error| FsError::Store(crate::store::StoreError::Request(e.to_string()));
         let prefetch =
             prefetch::Prefetcher::start(store.clone(), cache.clone()).map_err(thread_failed)?;
-        let dirahead = dirahead::DirAhead::start(store.clone(), cache.clone(), prefetch.clone())
-            .map_err(thread_failed)?;
+        let dirahead =
+            dirahead::DirAhead::start(store.clone(), cache.clone()).map_err(thread_failed)?;
         Ok(Fs {
             session: Arc::new(session),
             prefetch,
@@ -452,8 +452,7 @@ impl Fs {
         if self.cache.is_large_dir(parent) {
             return Ok(None);
         }
-        let read =
-            dirahead::read_whole(&self.store, &self.cache, &self.prefetch, parent, Some(name));
+        let read = dirahead::read_whole(&self.store, &self.cache, parent, Some(name));
         let Some(by_name) = read? else {
             return Ok(None);
         };
