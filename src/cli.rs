@@ -762,6 +762,17 @@ mod tests {
     }
 
     #[test]
+    fn fuse_threads_is_bounded() {
+        assert_eq!(parse(&["cassfs"]).expect("default").mount.fuse_threads, 1);
+        let m = parse(&["cassfs", "-fuse_threads", "4"]).expect("parses");
+        assert_eq!(m.mount.fuse_threads, 4);
+        for bad in ["0", "17", "-1", "x"] {
+            let e = parse(&["cassfs", "-fuse_threads", bad]).expect_err(bad);
+            assert!(e.to_string().contains("fuse_threads"), "{e}");
+        }
+    }
+
+    #[test]
     fn metrics_takes_an_address_and_port() {
         assert_eq!(parse(&["cassfs"]).expect("parses").mount.metrics, None);
         let m = parse(&["cassfs", "-metrics", "127.0.0.1:9567"]).expect("go style");
