@@ -190,3 +190,67 @@ fn a_name_deleted_elsewhere_after_its_directory_was_read_ahead_goes() {
         assert_eq!(read(&p).expect("read below"), body(n, 70_000));
     }
 }
+
+/// Readers re-opening files while a writer replaces one (a temporary file
+/// renamed over it) and another file is unlinked and made again, on one
+/// mount read by several kernel threads: every read is one whole version,
+/// and no call fails otherwise than ENOENT (for the churned file between
+/// its unlink and its new create, which reads empty between its create and
+/// write; for the replaced one when the path led to the inode a rename
+/// replaced meanwhile, as before reads were answered in the FUSE thread).
+#[test]
+fn readers_writers_and_unlinks_on_one_mount_agree() {
+    let vol = Volume::unique("warm-race");
+    let a = vol.mount(&["-fuse_threads", "4"]);
+    let (f, g) = (a.join("hot.php"), a.join("churn.php"));
+    let len = 20_000;
+    rewrite(&f, &body(0, len));
+    rewrite(&g, &body(100, 300));
+    let until = Instant::now() + Duration::from_secs(4);
+    thread::scope(|s| {
+        for _ in 0..4 {
+            s.spawn(|| {
+                let mut n = 0;
+                while Instant::now() < until {
+                    // ENOENT: the path led to the inode the rename just
+                    // replaced (its row is gone before the OPEN arrives).
+                    match read(&f) {
+                        Ok(d) => {
+                            assert!(
+                                d.len() == len && (0..=200).any(|v| d == body(v, len)),
+                                "a read that is no whole version ({} bytes)",
+                                d.len()
+                            );
+                            n += 1;
+                        }
+                        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}"),
+                    }
+                    match read(&g) {
+                        Ok(d) => assert!(matches!(d.len(), 0 | 300), "churn: {} bytes", d.len()),
+                        Err(e) => assert_eq!(e.raw_os_error(), Some(libc::ENOENT), "{e}"),
+                    }
+                }
+                assert!(n > 10, "only {n} whole reads");
+            });
+        }
+        s.spawn(|| {
+            // A cache file's update: a temporary file renamed over it.
+            let (mut v, tmp) = (1, a.join("hot.php.tmp"));
+            while Instant::now() < until {
+                rewrite(&tmp, &body(v, len));
+                fs::rename(&tmp, &f).expect("rename over");
+                v = v % 200 + 1;
+            }
+        });
+        s.spawn(|| {
+            while Instant::now() < until {
+                fs::remove_file(&g).expect("unlink churn");
+                rewrite(&g, &body(101, 300));
+            }
+        });
+    });
+    // Afterwards every open sees the last commit.
+    let last = read(&f).expect("final read");
+    assert_eq!(read(&f).expect("again"), last);
+    assert_eq!(read(&g).expect("churn at the end"), body(101, 300));
+}
