@@ -64,8 +64,8 @@ pub struct Cache {
     inline_limit: usize,
     /// When the change feed was last read (ns since the epoch; 0: never).
     feed_ok_ns: AtomicI64,
-    /// Counts the times a listing was forgotten (changed under it), so
-    /// that one read before is not cached after ([`Cache::put_listing_read`]).
+    /// Counts the times a listing was forgotten or changed here, so that
+    /// one read before is not cached after ([`Cache::put_listing_read`]).
     listing_forgets: AtomicU64,
 }
 
@@ -252,8 +252,11 @@ impl Cache {
 
     /// Applies a change this mount made to a cached inode, keeping its age
     /// (so a copy is never trusted longer than the TTL).
+    /// A copy of any inode being read meanwhile (a directory read ahead,
+    /// not ordered with this change) is then not cached: it may predate it.
     pub fn update_inode(&self, ino: u64, f: impl FnOnce(&mut Inode)) {
         let mut map = self.inodes.lock();
+        map.forgets += 1;
         if let Some(t) = map.map.get_mut(&ino) {
             let before = content_bytes(&t.value);
             f(&mut t.value);
@@ -264,9 +267,12 @@ impl Cache {
 
     /// Records a change this mount made to an entry, in the entry cache and
     /// in the directory's cached listing.
+    /// A listing being read meanwhile is then not cached (it may predate
+    /// the change).
     pub fn set_dentry(&self, parent: u64, name: &[u8], d: Option<Dentry>) {
         self.put_dentry(parent, name, d.clone());
         let mut map = self.listings.lock();
+        self.listing_forgets.fetch_add(1, Ordering::Relaxed);
         let Some(t) = map.get_mut(&parent) else {
             return;
         };
@@ -398,8 +404,9 @@ impl Cache {
 struct Inodes {
     map: HashMap<u64, Timed<Inode>>,
     bytes: usize,
-    /// Counts the times inodes were forgotten, so that a copy read before
-    /// one of them is not cached after it ([`Cache::put_inode_read`]).
+    /// Counts the times inodes were forgotten or changed here, so that a
+    /// copy read before one of them is not cached after it
+    /// ([`Cache::put_inode_read`]).
     forgets: u64,
 }
 
