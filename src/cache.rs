@@ -14,7 +14,7 @@
 //! staleness is bounded by `fcache_ttl`.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,9 @@ pub struct Cache {
     inline_limit: usize,
     /// When the change feed was last read (ns since the epoch; 0: never).
     feed_ok_ns: AtomicI64,
+    /// Counts the times a listing was forgotten or changed here, so that
+    /// one read before is not cached after ([`Cache::put_listing_read`]).
+    listing_forgets: AtomicU64,
 }
 
 impl Cache {
@@ -78,6 +81,7 @@ impl Cache {
             blocks: Mutex::new(BlockCache::new(cap / 4 * 3)),
             inline_limit: cap / 4,
             feed_ok_ns: AtomicI64::new(0),
+            listing_forgets: AtomicU64::new(0),
         }
     }
 
@@ -125,7 +129,7 @@ impl Cache {
         let forgotten = self.cached_metadata();
         self.inodes.lock().clear();
         self.dentries.lock().clear();
-        self.listings.lock().clear();
+        self.forget_listings(|l| l.clear());
         self.large_dirs.lock().clear();
         forgotten
     }
@@ -234,13 +238,25 @@ impl Cache {
     /// directory's listing (found to be out of date).
     pub fn forget_dentry(&self, parent: u64, name: &[u8]) {
         self.dentries.lock().remove(&(parent, name.to_vec()));
-        self.listings.lock().remove(&parent);
+        self.forget_listings(|l| {
+            l.remove(&parent);
+        });
+    }
+
+    /// Drops listings (`f`), counted for [`Cache::put_listing_read`].
+    fn forget_listings(&self, f: impl FnOnce(&mut HashMap<u64, Timed<Listing>>)) {
+        let mut map = self.listings.lock();
+        self.listing_forgets.fetch_add(1, Ordering::Relaxed);
+        f(&mut map);
     }
 
     /// Applies a change this mount made to a cached inode, keeping its age
     /// (so a copy is never trusted longer than the TTL).
+    /// A copy of any inode being read meanwhile (a directory read ahead,
+    /// not ordered with this change) is then not cached: it may predate it.
     pub fn update_inode(&self, ino: u64, f: impl FnOnce(&mut Inode)) {
         let mut map = self.inodes.lock();
+        map.forgets += 1;
         if let Some(t) = map.map.get_mut(&ino) {
             let before = content_bytes(&t.value);
             f(&mut t.value);
@@ -251,9 +267,12 @@ impl Cache {
 
     /// Records a change this mount made to an entry, in the entry cache and
     /// in the directory's cached listing.
+    /// A listing being read meanwhile is then not cached (it may predate
+    /// the change).
     pub fn set_dentry(&self, parent: u64, name: &[u8], d: Option<Dentry>) {
         self.put_dentry(parent, name, d.clone());
         let mut map = self.listings.lock();
+        self.listing_forgets.fetch_add(1, Ordering::Relaxed);
         let Some(t) = map.get_mut(&parent) else {
             return;
         };
@@ -320,11 +339,37 @@ impl Cache {
     }
 
     pub fn forget_listing(&self, dir: u64) {
-        self.listings.lock().remove(&dir);
+        self.forget_listings(|l| {
+            l.remove(&dir);
+        });
+    }
+
+    /// Marks the start of a read of a listing from Cassandra, for
+    /// [`Cache::put_listing_read`].
+    pub fn listing_epoch(&self) -> u64 {
+        self.listing_forgets.load(Ordering::Relaxed)
+    }
+
+    /// Caches a listing read from Cassandra after `epoch`, unless a
+    /// listing was forgotten since (the change that made it forget may be
+    /// newer than the copy: a feed event, another mount's unlink).
+    pub fn put_listing_read(&self, dir: u64, list: Listing, epoch: u64) {
+        let map = self.listings.lock();
+        if self.listing_forgets.load(Ordering::Relaxed) == epoch {
+            self.put_listing_locked(map, dir, list);
+        }
     }
 
     pub fn put_listing(&self, dir: u64, list: Listing) {
-        let mut map = self.listings.lock();
+        self.put_listing_locked(self.listings.lock(), dir, list);
+    }
+
+    fn put_listing_locked(
+        &self,
+        mut map: parking_lot::MutexGuard<'_, HashMap<u64, Timed<Listing>>>,
+        dir: u64,
+        list: Listing,
+    ) {
         let total: usize = map.values().map(|t| t.value.len()).sum();
         if total + list.len() > MAX_ENTRIES {
             evict_oldest_half(&mut map);
@@ -359,8 +404,9 @@ impl Cache {
 struct Inodes {
     map: HashMap<u64, Timed<Inode>>,
     bytes: usize,
-    /// Counts the times inodes were forgotten, so that a copy read before
-    /// one of them is not cached after it ([`Cache::put_inode_read`]).
+    /// Counts the times inodes were forgotten or changed here, so that a
+    /// copy read before one of them is not cached after it
+    /// ([`Cache::put_inode_read`]).
     forgets: u64,
 }
 

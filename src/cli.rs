@@ -325,6 +325,11 @@ pub struct MountArgs {
     /// Worker threads serving filesystem requests.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub workers: u32,
+    /// Threads reading requests from the kernel (each with its own
+    /// /dev/fuse descriptor past the first).
+    #[arg(long = "fuse_threads", alias = "fuse-threads", default_value_t = 1,
+          value_parser = clap::value_parser!(u32).range(1..=16))]
+    pub fuse_threads: u32,
     /// CQL consistency level of reads and writes.
     #[arg(long, default_value = "LOCAL_QUORUM")]
     pub consistency: Consistency,
@@ -523,6 +528,7 @@ const LONG_FLAGS: &[&str] = &[
     "owner",
     "server",
     "workers",
+    "fuse_threads",
     "feed_interval",
     "consistency",
     "timeout",
@@ -784,6 +790,17 @@ mod tests {
                 parse(&["cassfs", "-feed_interval", bad]).is_err(),
                 "-feed_interval {bad} must be refused"
             );
+        }
+    }
+
+    #[test]
+    fn fuse_threads_is_bounded() {
+        assert_eq!(parse(&["cassfs"]).expect("default").mount.fuse_threads, 1);
+        let m = parse(&["cassfs", "-fuse_threads", "4"]).expect("parses");
+        assert_eq!(m.mount.fuse_threads, 4);
+        for bad in ["0", "17", "-1", "x"] {
+            let e = parse(&["cassfs", "-fuse_threads", bad]).expect_err(bad);
+            assert!(e.to_string().contains("fuse_threads"), "{e}");
         }
     }
 

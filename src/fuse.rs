@@ -3,7 +3,10 @@
 //! Each callback copies its arguments, packages them with the reply into a
 //! job and hands it to the worker pool (routed by inode). The job calls the
 //! core (`crate::ops`) and converts its result into the reply; errors become
-//! errno in one place ([`answer`]).
+//! errno in one place ([`answer`]). What memory can answer without waiting
+//! (a warm open, a clean release, a cached lookup, getattr or read) is
+//! answered in the callback itself ([`CassFuse::at_once`]), sparing the hop
+//! to a worker.
 //!
 //! A read-only mount has nothing to commit at close, so it lets the kernel
 //! keep no handles: OPEN, OPENDIR and FLUSH answer ENOSYS (the kernel then
@@ -122,6 +125,15 @@ impl CassFuse {
     /// The slot to put the session's notifier in.
     pub fn notifier_slot(&self) -> NotifierSlot {
         self.notifier.clone()
+    }
+
+    /// Answers request `op` in this thread when `f` can (from memory,
+    /// without waiting: see `Fs::open_cached`); counted like the others.
+    fn at_once<T>(&self, op: &'static str, f: impl FnOnce(&ops::Fs) -> Option<T>) -> Option<T> {
+        let start = metrics::start();
+        let got = f(self.pool.as_ref()?.fs())?;
+        metrics::fuse_done(op, start);
+        Some(got)
     }
 
     /// Queues request `op` (its name in metrics) on the worker of `key`.
@@ -276,6 +288,30 @@ fn entry_reply(reply: ReplyEntry, res: FsResult<Inode>, ttl: Duration, neg_ttl: 
     }
 }
 
+/// Before answering an open whose kernel may hold an older version's
+/// attributes (its size): makes the kernel ask again before reading
+/// (attributes only: safe to send while the open waits for its reply).
+fn forget_stale_attrs(notifier: &NotifierSlot, ino: INodeNo, o: &ops::Opened) {
+    if let (true, Some(n)) = (o.attrs_stale, notifier.get()) {
+        if let Err(e) = n.inval_inode(ino, -1, 0) {
+            debug!("inval_inode({}): {e}", ino.0);
+        }
+    }
+}
+
+/// The flags of an open's answer.
+fn fopen_flags(o: &ops::Opened, flags: ops::OpenFlags, locked: bool) -> FopenFlags {
+    let mut f = FopenFlags::empty();
+    if o.keep_cache {
+        f |= FopenFlags::FOPEN_KEEP_CACHE;
+    }
+    if !flags.write && !flags.truncate && !locked {
+        // Nothing to commit or unlock at close: spare the kernel a FLUSH.
+        f |= FopenFlags::FOPEN_NOFLUSH;
+    }
+    f
+}
+
 fn placeholder() -> Inode {
     Inode {
         ino: 0,
@@ -328,6 +364,12 @@ impl Filesystem for CassFuse {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         let (name, ttl, neg) = (bytes(name), self.entry_ttl, self.negative_ttl);
+        if let Some((res, ttl, neg)) = self.at_once("lookup", |fs| {
+            let res = fs.lookup_cached(parent.0, &name)?;
+            Some((res, fs.kernel_ttl(ttl), fs.kernel_ttl(neg)))
+        }) {
+            return entry_reply(reply, res, ttl, neg);
+        }
         self.submit("lookup", parent.0, move |fs| {
             entry_reply(
                 reply,
@@ -340,6 +382,11 @@ impl Filesystem for CassFuse {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
         let ttl = self.entry_ttl;
+        if let Some((i, ttl)) = self.at_once("getattr", |fs| {
+            fs.getattr_cached(ino.0).map(|i| (i, fs.kernel_ttl(ttl)))
+        }) {
+            return reply.attr(&ttl, &file_attr(&i));
+        }
         self.submit("getattr", ino.0, move |fs| {
             answer("getattr", reply, fs.getattr(ino.0), |r, i| {
                 r.attr(&fs.kernel_ttl(ttl), &file_attr(&i))
@@ -500,30 +547,25 @@ impl Filesystem for CassFuse {
             return self.refuse("open", ino.0, reply);
         }
         let flags = ops::OpenFlags::from_bits(flags.0);
+        let cached = |fs: &ops::Fs| {
+            let o = fs.open_cached(ino.0, flags)?;
+            Some((o, fs.locks().used(ino.0)))
+        };
+        if let Some((o, locked)) = self.at_once("open", cached) {
+            forget_stale_attrs(&self.notifier, ino, &o);
+            return reply.opened(FileHandle(o.fh), fopen_flags(&o, flags, locked));
+        }
         let notifier = self.notifier.clone();
         self.submit("open", ino.0, move |fs| {
             let res = fs.open(ino.0, flags);
-            if let (Ok(o), Some(n)) = (&res, notifier.get()) {
-                if o.attrs_stale {
-                    // The kernel's size may be an older version's: make it
-                    // ask again before reading (attributes only: safe to
-                    // send while this open waits for its reply).
-                    if let Err(e) = n.inval_inode(ino, -1, 0) {
-                        debug!("inval_inode({}): {e}", ino.0);
-                    }
-                }
+            if let Ok(o) = &res {
+                forget_stale_attrs(&notifier, ino, o);
             }
             answer("open", reply, res, |r, o| {
-                let (fh, keep) = (o.fh, o.keep_cache);
-                let mut f = FopenFlags::empty();
-                if keep {
-                    f |= FopenFlags::FOPEN_KEEP_CACHE;
-                }
-                if !flags.write && !flags.truncate && !fs.locks().used(ino.0) {
-                    // Nothing to commit or unlock at close: spare the kernel a FLUSH.
-                    f |= FopenFlags::FOPEN_NOFLUSH;
-                }
-                r.opened(FileHandle(fh), f)
+                r.opened(
+                    FileHandle(o.fh),
+                    fopen_flags(&o, flags, fs.locks().used(ino.0)),
+                )
             })
         });
     }
@@ -540,6 +582,11 @@ impl Filesystem for CassFuse {
         reply: ReplyData,
     ) {
         let unopened = self.no_open;
+        let cached = |fs: &ops::Fs| fs.read_cached(fh.0, offset, size);
+        if let Some(d) = (!unopened).then(|| self.at_once("read", cached)).flatten() {
+            metrics::read_bytes(d.len());
+            return reply.data(&d);
+        }
         self.submit("read", ino.0, move |fs| {
             let res = if unopened {
                 fs.read_unopened(ino.0, offset, size)
@@ -604,6 +651,14 @@ impl Filesystem for CassFuse {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        // Locks to drop go to a worker with the release.
+        let clean = |fs: &ops::Fs| {
+            let unlocked = lock_owner.is_none() && !fs.locks().used(ino.0);
+            (unlocked && fs.release_clean(fh.0)).then_some(())
+        };
+        if self.at_once("release", clean).is_some() {
+            return reply.ok();
+        }
         self.submit("release", ino.0, move |fs| {
             let res = fs.release(fh.0);
             let unlocked = fs.locks().release(ino.0, fh.0, lock_owner.map(|o| o.0));

@@ -77,6 +77,8 @@ fn fuse_config(args: &MountArgs) -> Config {
     if args.allow_other {
         config.acl = SessionACL::All;
     }
+    config.n_threads = Some(args.fuse_threads as usize);
+    config.clone_fd = args.fuse_threads > 1;
     config
         .mount_options
         .extend(args.kernel_flags.mount_options());

@@ -17,6 +17,7 @@ use crate::ops::Fs;
 pub type Job = Box<dyn FnOnce(&Fs) + Send>;
 
 pub struct Pool {
+    fs: Arc<Fs>,
     senders: Vec<Sender<Job>>,
     threads: Vec<JoinHandle<()>>,
 }
@@ -26,6 +27,7 @@ impl Pool {
     pub fn new(fs: Arc<Fs>, n: usize) -> std::io::Result<Pool> {
         let mut senders = Vec::new();
         let mut threads = Vec::new();
+        let served = fs.clone();
         for id in 0..n.max(1) {
             let (tx, rx) = unbounded::<Job>();
             let fs = fs.clone();
@@ -43,7 +45,17 @@ impl Pool {
             senders.push(tx);
             threads.push(t);
         }
-        Ok(Pool { senders, threads })
+        Ok(Pool {
+            fs: served,
+            senders,
+            threads,
+        })
+    }
+
+    /// The filesystem the workers serve, for the few requests the adapter
+    /// answers in its own thread (memory only, never blocking).
+    pub fn fs(&self) -> &Fs {
+        &self.fs
     }
 
     /// Queues a job on the worker that owns `key`.

@@ -97,6 +97,9 @@ pub(super) struct FileState {
     opens: u32,
     /// The name this new file gets at its first commit (`deferred.rs`).
     pub(super) pending: Option<Pending>,
+    /// Dropped from the registry at its last close: an open that found it
+    /// there just before takes the registry's next state instead.
+    closed: bool,
 }
 
 impl FileState {
@@ -114,6 +117,7 @@ impl FileState {
             over_quota: false,
             opens: 0,
             pending: None,
+            closed: false,
         }
     }
 }
@@ -153,12 +157,7 @@ impl OpenFiles {
     /// Shows local, uncommitted size and mtime in `i`.
     pub(super) fn overlay(&self, i: &mut Inode) {
         if let Some(st) = self.state(i.ino) {
-            let st = st.lock();
-            i.size = st.size;
-            if st.changed {
-                i.mtime_ns = st.mtime_ns;
-                i.ctime_ns = i.ctime_ns.max(st.mtime_ns);
-            }
+            show_local(&st.lock(), i);
         }
     }
 
@@ -217,6 +216,19 @@ impl OpenFiles {
             return None;
         }
         r.states.get(&ino).cloned()
+    }
+
+    /// [`OpenFiles::overlay`] without waiting: false if the inode's state
+    /// is busy (a commit under way).
+    fn try_overlay(&self, i: &mut Inode) -> bool {
+        let Some(st) = self.state(i.ino) else {
+            return true;
+        };
+        let Some(st) = st.try_lock() else {
+            return false;
+        };
+        show_local(&st, i);
+        true
     }
 
     pub(super) fn set_mtime(&self, ino: u64, t: i64) {
@@ -289,6 +301,15 @@ impl OpenFiles {
     }
 }
 
+/// Shows a state's local, uncommitted size and mtime in `i`.
+fn show_local(st: &FileState, i: &mut Inode) {
+    i.size = st.size;
+    if st.changed {
+        i.mtime_ns = st.mtime_ns;
+        i.ctime_ns = i.ctime_ns.max(st.mtime_ns);
+    }
+}
+
 fn sha256(data: &[u8]) -> Hash {
     let mut h = [0u8; 32];
     h.copy_from_slice(&Sha256::digest(data));
@@ -342,6 +363,14 @@ impl Fs {
         Ok(true)
     }
 
+    /// Attributes answered from memory, without waiting on anything (in the
+    /// adapter's thread): the cached inode within its TTL, with local
+    /// writes shown, as [`Fs::getattr`] answers. `None`: the worker answers.
+    pub fn getattr_cached(&self, ino: u64) -> Option<Inode> {
+        let mut i = self.cache.inode(ino)?;
+        self.files.try_overlay(&mut i).then_some(i)
+    }
+
     /// What the metrics sample of open files (see [`crate::metrics::Sample`]).
     pub fn open_files_sample(&self) -> crate::metrics::Sample {
         self.files.sample()
@@ -363,10 +392,13 @@ impl Fs {
         if flags.write || flags.truncate {
             self.writable()?;
         }
-        let version = i.version;
+        let (version, parent) = (i.version, i.parent);
         let fh = self.open_inode(i, flags)?;
-        let mut pages = self.files.page_versions.lock();
-        let had = pages.insert(ino, version);
+        let had = self.files.page_versions.lock().insert(ino, version);
+        if had.is_none() {
+            self.dirahead
+                .opened_in(parent, ino, &self.cache, &self.prefetch);
+        }
         Ok(Opened {
             fh,
             keep_cache: !flags.truncate && had == Some(version),
@@ -376,24 +408,107 @@ impl Fs {
         })
     }
 
+    /// An open for reading answered from memory, without waiting on
+    /// anything (the adapter calls it in its own thread), when the change
+    /// feed vouches for the cached inode: the same answer as [`Fs::open`]
+    /// gives then. `None`: the open goes to the worker as usual (not
+    /// cached, for writing, or the inode's state busy or of another
+    /// version: the worker settles those in order).
+    pub fn open_cached(&self, ino: u64, flags: OpenFlags) -> Option<Opened> {
+        if flags.write || flags.truncate {
+            return None;
+        }
+        let i = self
+            .cache
+            .current_inode(ino)
+            .filter(|i| i.kind == Kind::File)?;
+        let (version, parent) = (i.version, i.parent);
+        let fh = self.new_fh();
+        let mut r = self.files.registry.lock();
+        match r.states.get(&ino) {
+            Some(st) => {
+                let mut st = st.try_lock().filter(|st| st.base.version == version)?;
+                st.opens += 1;
+            }
+            None => {
+                let mut st = FileState::new(i);
+                st.opens = 1;
+                r.states.insert(ino, Arc::new(Mutex::new(st)));
+            }
+        }
+        self.files.handles.lock().insert(fh, Handle { ino, flags });
+        drop(r);
+        let had = self.files.page_versions.lock().insert(ino, version);
+        if had.is_none() {
+            self.dirahead
+                .opened_in(parent, ino, &self.cache, &self.prefetch);
+        }
+        Some(Opened {
+            fh,
+            keep_cache: had == Some(version),
+            attrs_stale: had != Some(version),
+        })
+    }
+
+    /// A release answered from memory (in the adapter's thread): when the
+    /// handle's inode stays open through other handles, or when nothing is
+    /// left to commit and its last name is not gone. False: the worker
+    /// releases it. The kernel sends RELEASE after every request on the
+    /// handle was answered (its FLUSH included), so nothing of it is queued.
+    pub fn release_clean(&self, fh: u64) -> bool {
+        let Some(ino) = self.files.handles.lock().get(&fh).map(|h| h.ino) else {
+            return false;
+        };
+        let mut r = self.files.registry.lock();
+        let unlinked = r.unlinked.contains(&ino);
+        let Some(st) = r.states.get(&ino).cloned() else {
+            return false;
+        };
+        let Some(mut st) = st.try_lock() else {
+            return false;
+        };
+        if st.opens > 1 {
+            st.opens -= 1;
+        } else if st.changed || st.over_quota || unlinked || st.pending.is_some() {
+            return false;
+        } else {
+            st.opens = 0;
+            st.closed = true;
+            r.states.remove(&ino);
+        }
+        self.files.handles.lock().remove(&fh);
+        true
+    }
+
     /// Registers a handle on `i`, sharing the inode's state with other
     /// handles open on this host.
     pub(super) fn open_inode(&self, i: Inode, flags: OpenFlags) -> FsResult<u64> {
         let ino = i.ino;
-        let fresh = i.clone();
-        let st = {
-            let mut r = self.files.registry.lock();
-            r.states
-                .entry(ino)
-                .or_insert_with(|| Arc::new(Mutex::new(FileState::new(i))))
-                .clone()
-        };
-        let mut st = st.lock();
+        loop {
+            let st = {
+                let mut r = self.files.registry.lock();
+                r.states
+                    .entry(ino)
+                    .or_insert_with(|| Arc::new(Mutex::new(FileState::new(i.clone()))))
+                    .clone()
+            };
+            let mut st = st.lock();
+            // Closed meanwhile (a release answered in the adapter's thread
+            // dropped it from the registry): take the registry's new one.
+            if !st.closed {
+                return self.open_state(&mut st, i, flags);
+            }
+        }
+    }
+
+    /// Adds a handle to an inode's state (locked by the caller).
+    fn open_state(&self, st: &mut FileState, fresh: Inode, flags: OpenFlags) -> FsResult<u64> {
+        let ino = fresh.ino;
         // Committed elsewhere since the other handles here opened it?
-        adopt(&mut st, fresh);
+        adopt(st, fresh);
         st.opens += 1;
         if flags.truncate {
-            self.truncate_state(&mut st, 0)?;
+            self.truncate_state(st, 0)?;
         }
         let fh = self.new_fh();
         self.files.handles.lock().insert(fh, Handle { ino, flags });
@@ -487,6 +602,26 @@ impl Fs {
         let (_, _, st) = self.handle(fh)?;
         let st = st.lock();
         self.read_state(&st, offset, size)
+    }
+
+    /// A read answered from memory, without waiting on anything (in the
+    /// adapter's thread): when the handle's state is free and every byte
+    /// asked for is in memory (written here, inline, or in cached blocks).
+    /// `None`: the worker reads.
+    pub fn read_cached(&self, fh: u64, offset: u64, size: u32) -> Option<Vec<u8>> {
+        let (_, _, st) = self.handle(fh).ok()?;
+        let st = st.try_lock()?;
+        let end = offset.saturating_add(u64::from(size)).min(st.size);
+        if offset < end {
+            let in_memory = |idx: u64| {
+                st.dirty.contains_key(&idx)
+                    || Self::block_hash(&st, idx).is_none_or(|h| self.cache.has_block(&h))
+            };
+            if !(offset / BS..=(end - 1) / BS).all(in_memory) {
+                return None;
+            }
+        }
+        self.read_state(&st, offset, size).ok()
     }
 
     /// A read without a handle (a read-only mount, whose kernel opens
@@ -912,6 +1047,7 @@ impl Fs {
         self.abandon(&mut st);
         // An unlink that raced this close either saw the inode open (and
         // left its deletion to this close) or not (and deleted it).
+        st.closed = true;
         if self.files.close_last(ino) {
             let mut base = st.base.clone();
             if let Content::Blocks(h) = &mut base.content {

@@ -8,12 +8,14 @@
 //!
 //! Submodules: `names` (entries: create, link, unlink), `listing` (open
 //! directories and their offsets), `rename`,
-//! `file` (open files: buffered writes and whole-file commits), `xattr`.
+//! `file` (open files: buffered writes and whole-file commits), `xattr`,
+//! `prefetch` (blocks read ahead), `dirahead` (directories read ahead).
 //!
 //! Writes change only the columns they mean to change (`store::Change`);
 //! nothing is written back from a cached copy of a row.
 
 mod deferred;
+mod dirahead;
 mod file;
 mod listing;
 mod names;
@@ -117,6 +119,8 @@ pub struct Fs {
     store: Arc<Store>,
     cache: Arc<Cache>,
     prefetch: prefetch::Prefetcher,
+    /// Reads the directories below those read whole (`dirahead.rs`).
+    dirahead: dirahead::DirAhead,
     cfg: FsConfig,
     free_inos: Mutex<Range<u64>>,
     next_fh: AtomicU64,
@@ -256,11 +260,17 @@ impl Fs {
         let cache = Arc::new(Cache::new(cfg.fcache_ttl, cfg.cache_size));
         let session = crate::sessions::Session::new(store.clone(), &mount_id, &cfg.mountpoint);
         let locks = crate::locks::Locks::new(store.clone(), &mount_id, cfg.lock_lease);
+        let thread_failed =
+            |e: std::io::Error| FsError::Store(crate::store::StoreError::Request(e.to_string()));
+        let prefetch =
+            prefetch::Prefetcher::start(store.clone(), cache.clone()).map_err(thread_failed)?;
+        let dirahead =
+            dirahead::DirAhead::start(store.clone(), cache.clone()).map_err(thread_failed)?;
         Ok(Fs {
             locks: Arc::new(locks),
             session: Arc::new(session),
-            prefetch: prefetch::Prefetcher::start(store.clone(), cache.clone())
-                .map_err(|e| FsError::Store(crate::store::StoreError::Request(e.to_string())))?,
+            prefetch,
+            dirahead,
             store,
             cache,
             cfg,
@@ -434,6 +444,19 @@ impl Fs {
         self.getattr(d.ino)
     }
 
+    /// A lookup answered from memory, without waiting on anything (in the
+    /// adapter's thread): a cached entry (or known miss) whose inode is
+    /// cached, as [`Fs::lookup`] answers. `None`: the worker looks it up.
+    pub fn lookup_cached(&self, parent: u64, name: &[u8]) -> Option<FsResult<Inode>> {
+        if name.len() > NAME_MAX || self.files.pending_ino(parent, name).is_some() {
+            return None; // a new file not committed yet: `entry` knows it
+        }
+        match self.cache.dentry(parent, name)? {
+            Some(d) => self.getattr_cached(d.ino).map(Ok),
+            None => Some(Err(FsError::NotFound)),
+        }
+    }
+
     /// A directory entry (cache within the TTL, else Cassandra).
     fn entry(&self, parent: u64, name: &[u8]) -> FsResult<Option<Dentry>> {
         if let Some(d) = self.pending_entry(parent, name) {
@@ -463,33 +486,29 @@ impl Fs {
     /// whole directory if it is small — its listing in one request, its
     /// inodes in parallel (up to [`PREFETCH_INODES_MAX`] entries) — so that
     /// the next lookups there (a site reading its files) are answered
-    /// locally. `None` for a large directory.
+    /// locally, and the directories below it in the background
+    /// (`dirahead.rs`). `None` for a large directory.
     fn read_small_dir(&self, parent: u64, name: &[u8]) -> FsResult<Option<Option<Dentry>>> {
+        self.dirahead.wait_for(parent);
+        if let Some(d) = self.cache.dentry(parent, name) {
+            return Ok(Some(d));
+        }
         if self.cache.is_large_dir(parent) {
             return Ok(None);
         }
-        let Some(list) = self.store.list_small_dir(parent)? else {
-            self.cache.mark_large_dir(parent);
+        let read = dirahead::read_whole(&self.store, &self.cache, parent, Some(name));
+        let Some(by_name) = read? else {
             return Ok(None);
         };
-        let unknown: Vec<u64> = list
-            .iter()
-            .filter(|d| list.len() <= PREFETCH_INODES_MAX || d.name == name)
-            .filter(|d| self.cache.inode(d.ino).is_none())
-            .map(|d| d.ino)
-            .collect();
-        let epoch = self.cache.inode_epoch();
-        for i in self.store.get_inodes(&unknown)?.into_iter().flatten() {
-            self.cache.put_inode_read(&i, epoch);
-        }
-        let by_name: crate::cache::Listing =
-            list.into_iter().map(|d| (d.name.clone(), d)).collect();
         let found = by_name.get(name).cloned();
         if found.is_none() {
             // A missing name in something that is not a directory is ENOTDIR.
-            self.load_dir(parent)?;
+            if let Err(e) = self.load_dir(parent) {
+                self.cache.forget_listing(parent);
+                return Err(e);
+            }
         }
-        self.cache.put_listing(parent, by_name);
+        self.dirahead.below(&by_name);
         Ok(Some(found))
     }
 

@@ -20,6 +20,7 @@ struct InFlight {
     arrived: Condvar,
 }
 
+#[derive(Clone)]
 pub(super) struct Prefetcher {
     tx: Sender<Vec<Hash>>,
     inflight: Arc<InFlight>,
