@@ -7,6 +7,10 @@ use crate::store::StoreError;
 pub enum FsError {
     #[error("no such file or directory")]
     NotFound,
+    /// The inode a path led to is gone (replaced by a rename, removed):
+    /// the kernel looks the path up again once.
+    #[error("stale file handle")]
+    Stale,
     #[error("file exists")]
     Exists,
     #[error("not a directory")]
@@ -64,6 +68,7 @@ impl FsError {
     pub fn errno(&self) -> i32 {
         match self {
             FsError::NotFound => libc::ENOENT,
+            FsError::Stale => libc::ESTALE,
             FsError::Exists => libc::EEXIST,
             FsError::NotDir => libc::ENOTDIR,
             FsError::IsDir => libc::EISDIR,

@@ -383,7 +383,13 @@ impl Fs {
     /// when it changed); an open for writing without O_TRUNC always does,
     /// so what it writes builds on the latest commit of any host.
     pub fn open(&self, ino: u64, flags: OpenFlags) -> FsResult<Opened> {
-        let i = self.load_current(ino, flags.write && !flags.truncate)?;
+        // An inode gone since the kernel looked its path up (a file renamed
+        // over it, or removed): ESTALE makes the kernel look the path up
+        // again and open what is there now (or fail with ENOENT).
+        let i = match self.load_current(ino, flags.write && !flags.truncate) {
+            Err(FsError::NotFound) => return Err(FsError::Stale),
+            other => other?,
+        };
         match i.kind {
             Kind::Dir => return Err(FsError::IsDir),
             Kind::File => {}
