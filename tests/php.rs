@@ -54,12 +54,38 @@ fn free_port() -> u16 {
     l.local_addr().expect("local addr").port()
 }
 
-/// A process killed and reaped on drop.
+/// A server started in a process group of its own: on drop the group gets
+/// SIGTERM (the master stops its workers), then SIGKILL if the master has
+/// not exited within 5 s, so no worker outlives the test.
 struct Proc(Child);
+
+impl Proc {
+    fn spawn(cmd: &mut Command) -> Proc {
+        use std::os::unix::process::CommandExt;
+        let child = cmd
+            .process_group(0)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {:?}: {e}", cmd.get_program()));
+        Proc(child)
+    }
+}
 
 impl Drop for Proc {
     fn drop(&mut self) {
-        let _ = self.0.kill();
+        let group = self.0.id() as libc::pid_t;
+        // SAFETY: kill(2) of the process group this test started.
+        unsafe { libc::kill(-group, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if matches!(self.0.try_wait(), Ok(Some(_))) {
+                break;
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+        // SAFETY: as above; whatever is left of the group.
+        unsafe { libc::kill(-group, libc::SIGKILL) };
         let _ = self.0.wait();
     }
 }
@@ -97,14 +123,11 @@ impl WebHost {
             sessions = sessions.display(),
         );
         fs::write(d.join("fpm.conf"), fpm_conf).expect("write fpm.conf");
-        let fpm = Command::new(php_fpm().expect("php-fpm"))
-            .args(["-F", "-R", "-y"])
-            .arg(d.join("fpm.conf"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start php-fpm");
-        let fpm = Proc(fpm);
+        let fpm = Proc::spawn(
+            Command::new(php_fpm().expect("php-fpm"))
+                .args(["-F", "-R", "-y"])
+                .arg(d.join("fpm.conf")),
+        );
         let port = free_port();
         let nginx_conf = format!(
             "worker_processes 1;\nuser root;\npid {d}/nginx.pid;\nerror_log {d}/nginx.log;\n\
@@ -121,22 +144,20 @@ impl WebHost {
             sock = sock.display(),
         );
         fs::write(d.join("nginx.conf"), nginx_conf).expect("write nginx.conf");
-        let nginx = Command::new("/usr/sbin/nginx")
-            .arg("-p")
-            .arg(d)
-            .arg("-e")
-            .arg(d.join("nginx.log"))
-            .arg("-c")
-            .arg(d.join("nginx.conf"))
-            .args(["-g", "daemon off;"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nginx");
+        let nginx = Proc::spawn(
+            Command::new("/usr/sbin/nginx")
+                .arg("-p")
+                .arg(d)
+                .arg("-e")
+                .arg(d.join("nginx.log"))
+                .arg("-c")
+                .arg(d.join("nginx.conf"))
+                .args(["-g", "daemon off;"]),
+        );
         let host = WebHost {
             port,
             _fpm: fpm,
-            _nginx: Proc(nginx),
+            _nginx: nginx,
             dir,
         };
         host.wait_ready();
