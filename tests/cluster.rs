@@ -739,14 +739,17 @@ fn all_nodes_down_then_back() {
     let limit = Duration::from_secs(TIMEOUT + 10);
     let t = TIMEOUT.to_string();
     let all = [NODE1, NODE2, NODE3];
-    // Another mount makes `pre/`: the mount under test never looked there,
-    // so nothing under it can come from its caches (names it made or listed
-    // itself may be answered from them within fcache_ttl, by design).
+    // Another mount makes `x1/x2/x3/pre/`: the mount under test never
+    // looked there, and it lies four levels below the root, deeper than the
+    // directories read ahead of the root's lookups (three levels), so
+    // nothing under it can come from its caches (names it made, listed or
+    // read ahead may be answered from them within fcache_ttl, by design).
     let old = pattern(unique_seed(), 70_000);
+    const PRE: &str = "x1/x2/x3/pre";
     {
         let setup = c.mount(owner, &all, &[]);
-        fs::create_dir_all(setup.join("pre/sub")).expect("mkdir pre/sub");
-        write_whole(&setup.join("pre/old"), &old).expect("write pre/old");
+        fs::create_dir_all(setup.join(PRE).join("sub")).expect("mkdir pre/sub");
+        write_whole(&setup.join(PRE).join("old"), &old).expect("write pre/old");
     }
     let mut m = c.mount(owner, &all, &["--timeout", &t]);
     let mine = pattern(unique_seed(), 30_000);
@@ -759,19 +762,19 @@ fn all_nodes_down_then_back() {
     let probes: Vec<(&str, Probe)> = vec![
         (
             "stat pre/never_seen",
-            Box::new(|r: PathBuf| fs::metadata(r.join("pre/never_seen")).map(|_| ())),
+            Box::new(|r: PathBuf| fs::metadata(r.join(PRE).join("never_seen")).map(|_| ())),
         ),
         (
             "create pre/down_file",
-            Box::new(|r: PathBuf| write_whole(&r.join("pre/down_file"), b"x")),
+            Box::new(|r: PathBuf| write_whole(&r.join(PRE).join("down_file"), b"x")),
         ),
         (
             "mkdir pre/sub/down_dir",
-            Box::new(|r: PathBuf| fs::create_dir(r.join("pre/sub/down_dir"))),
+            Box::new(|r: PathBuf| fs::create_dir(r.join(PRE).join("sub/down_dir"))),
         ),
         (
             "read pre/old",
-            Box::new(|r: PathBuf| fs::read(r.join("pre/old")).map(|_| ())),
+            Box::new(|r: PathBuf| fs::read(r.join(PRE).join("old")).map(|_| ())),
         ),
     ];
     for (what, f) in probes {
@@ -829,13 +832,14 @@ fn all_nodes_down_then_back() {
     assert_eq!(read(&p), b"after");
     assert_eq!(read(&m.join("mine")), mine, "written before the outage");
     assert_eq!(
-        read(&m.join("pre/old")),
+        read(&m.join(PRE).join("old")),
         old,
         "written by another mount before"
     );
-    sanity(m.path(), "pre/sub/back", 99);
-    write_whole(&m.join("pre/down_file"), b"now").expect("create a name that failed before");
-    assert_eq!(read(&m.join("pre/down_file")), b"now");
-    fs::create_dir(m.join("pre/sub/down_dir")).expect("mkdir that failed before");
+    sanity(m.path(), &format!("{PRE}/sub/back"), 99);
+    let down_file = m.join(PRE).join("down_file");
+    write_whole(&down_file, b"now").expect("create a name that failed before");
+    assert_eq!(read(&down_file), b"now");
+    fs::create_dir(m.join(PRE).join("sub/down_dir")).expect("mkdir that failed before");
     assert!(m.is_alive(), "the daemon is still the same process");
 }

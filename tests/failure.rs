@@ -209,10 +209,13 @@ fn writes_in_flight_and_uncached_listings_during_an_outage() {
     let _serial = exclusive();
     let vol = Volume::unique("inflight");
     let timeout = TIMEOUT_SECS.to_string();
+    // Four levels below the root: deeper than what the mount reads ahead of
+    // the root's lookups (three levels), so never listed by it.
+    const UNLISTED: &str = "u1/u2/u3/unlisted";
     let seeder = vol.mount(&[]);
-    fs::create_dir(seeder.join("unlisted")).expect("mkdir unlisted");
+    fs::create_dir_all(seeder.join(UNLISTED)).expect("mkdir unlisted");
     for n in ["a", "b", "c"] {
-        fs::write(seeder.join("unlisted").join(n), n).expect("write unlisted/*");
+        fs::write(seeder.join(UNLISTED).join(n), n).expect("write unlisted/*");
     }
     fs::create_dir(seeder.join("d")).expect("mkdir d");
     drop(seeder);
@@ -239,7 +242,7 @@ fn writes_in_flight_and_uncached_listings_during_an_outage() {
     let _restart = RestartCassandra;
     let r = cassandra_script(&["stop"], Duration::from_secs(120));
     assert!(r.success(), "scripts/cassandra stop: {}", r.describe());
-    let dir = m.join("unlisted");
+    let dir = m.join(UNLISTED);
     let listed = timed(LIMIT * 3, move || {
         fs::read_dir(&dir).map(|d| d.filter_map(|e| e.ok()).count())
     });
@@ -307,7 +310,7 @@ fn writes_in_flight_and_uncached_listings_during_an_outage() {
         );
     }
     assert_eq!(
-        fs::read_dir(c.join("unlisted"))
+        fs::read_dir(c.join(UNLISTED))
             .expect("list unlisted")
             .count(),
         3,
