@@ -1,7 +1,8 @@
 //! New files whose name waits for their first commit.
 //!
 //! `open(O_CREAT|O_TRUNC)` without O_EXCL of a regular file under a name
-//! this mount has just found absent writes nothing to Cassandra: the file
+//! this mount has just found absent, while the mount follows the change
+//! feed and Cassandra answers, writes nothing to Cassandra: the file
 //! lives in its `FileState` with a *pending* name, which this mount's
 //! lookups, getattrs, opens and listings see. Its first commit (flush,
 //! fsync, last close) writes the name, the inode row and the content in one
@@ -55,6 +56,12 @@ impl Fs {
             || !flags.truncate
             || !matches!(self.cache.dentry(parent, name), Some(None))
         {
+            return Ok(None);
+        }
+        // Only while Cassandra answers (the feed was read lately, no recent
+        // failure): during an outage the create fails at open, as it did,
+        // rather than at a close that many programs never check.
+        if !self.cache.feed_followed() || self.outage.recent() {
             return Ok(None);
         }
         let inode = self.prepare(parent, name, Kind::File, mode, caller)?;

@@ -516,8 +516,13 @@ impl Fs {
         self.writable()?;
         let attrs = [set.mode, set.uid, set.gid].iter().any(Option::is_some);
         if attrs || set.atime.is_some() || set.mtime.is_some() {
-            // Written to the inode's row: a new file's must exist first.
+            // Written to the inode's row: a new file's must exist first, and
+            // a directory's new files must be made first (their creation
+            // sets its times, which this may set again).
             self.settle(ino)?;
+            for (_, child) in self.files.pending_in(ino) {
+                self.settle(child)?;
+            }
         }
         if let Some(size) = set.size {
             self.truncate(ino, size)?;
