@@ -246,7 +246,7 @@ fn install_app(root: &Path) {
         ),
         (
             "hold.php",
-            "<?php session_start(); $_SESSION['v'] = $_GET['set']; \
+            "<?php session_start(); $_SESSION['v'] = $_GET['set']; touch($_GET['marker']); \
              usleep((int) $_GET['ms'] * 1000); echo 'held';\n",
         ),
     ];
@@ -285,8 +285,8 @@ fn a_session_written_on_one_host_is_read_on_the_other() {
 }
 
 // Host A's request holds its session (PHP's flock(LOCK_EX) on the session
-// file) for 3 s; host B's request of the same session, started 0.5 s into
-// it, waits for it and reads what A wrote.
+// file) for 3 s; host B's request of the same session, started once A's
+// request holds it, waits for it and reads what A wrote.
 #[test]
 fn a_session_held_on_one_host_makes_the_other_wait() {
     let Some((_a, _b, wa, wb)) = two_hosts("php-lock") else {
@@ -295,8 +295,20 @@ fn a_session_held_on_one_host_makes_the_other_wait() {
     let (_, sid, _) = wa.get("/session.php?set=start", None);
     let sid = sid.expect("A sets a session cookie");
     let (held, waited) = thread::scope(|s| {
-        let holder = s.spawn(|| wa.page("/hold.php?set=from-A&ms=3000", Some(&sid)));
-        thread::sleep(Duration::from_millis(500));
+        // B asks once A's request holds the session (it touches a marker
+        // on local disk right after session_start).
+        let marker = wa.dir.path().join("held");
+        let url = format!("/hold.php?set=from-A&ms=3000&marker={}", marker.display());
+        let (wa, sid_a) = (&wa, &sid);
+        let holder = s.spawn(move || wa.page(&url, Some(sid_a)));
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !marker.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "A's request never held the session"
+            );
+            thread::sleep(Duration::from_millis(10));
+        }
         let t = Instant::now();
         let body = wb.page("/session.php", Some(&sid));
         let waited = t.elapsed();
