@@ -591,7 +591,10 @@ fn containers_share_a_volume_with_each_other_and_the_host_across_a_plugin_restar
         .concat(),
     );
     assert_eq!(c, "h\n", "a new container after the restart");
-    assert!(wait_until(SEEN_WITHIN, || read(&host.join("from-c")) == b"c\n"));
+    // Until the feed brings it, the host may not know the name yet: retried.
+    assert!(wait_until(SEEN_WITHIN, || {
+        std::fs::read(host.join("from-c")).is_ok_and(|d| d == b"c\n")
+    }));
 
     // When A stops, the last holder is gone: nothing stays mounted.
     docker.must(&["rm", "-f", &a]);
