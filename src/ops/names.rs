@@ -289,24 +289,45 @@ impl Fs {
         };
         let now = now_ns();
         let key = name_key(p.ino, newname);
-        // The inode's record of the name first, conditional on the inode
-        // still existing: an unlink of its last name on another host is
-        // then either before (this link fails) or sees this name (and
-        // keeps the inode).
-        if !self.store.add_name_if_alive(ino, &key, now, i.kind)? {
-            self.cache.forget_inode(ino);
-            return Err(FsError::NotFound);
-        }
+        // The inode's record of the name is a conditional write on the
+        // inode (only while it exists), made side by side with the name's:
+        // an unlink of its last name on another host is then either before
+        // it (the new name is taken back: ENOENT) or sees it (and keeps the
+        // inode). Side by side, a daemon killed between the two leaves at
+        // most a link count one too high (`cassfs fsck --repair`).
         let writes = vec![Write::Update(newparent, Change::times(now))];
-        let created = self.store.create_dentry(newparent, &d, writes);
+        let (alive, created) = std::thread::scope(|s| {
+            let add = s.spawn(|| self.store.add_name_if_alive(ino, &key, now, i.kind));
+            let created = self.store.create_dentry(newparent, &d, writes);
+            (add.join(), created)
+        });
+        let alive = alive.map_err(|_| FsError::Invalid)?;
         self.cache.forget_inode(ino);
         self.dir_changed(newparent, now, 0);
-        if !created? {
-            self.unrecord_name(ino, newparent, newname)?;
+        let created = match created {
+            Ok(c) => c,
+            Err(e) => {
+                if matches!(alive, Ok(true)) {
+                    self.unrecord_name(ino, newparent, newname)?;
+                }
+                return Err(e.into());
+            }
+        };
+        if !created {
+            if matches!(alive, Ok(true)) {
+                self.unrecord_name(ino, newparent, newname)?;
+            }
             return match self.store.get_dentry(newparent, newname)? {
                 Some(_) => Err(FsError::Exists),
                 None => Err(FsError::NotFound), // the directory is being removed
             };
+        }
+        if !alive? {
+            // Deleted by another host first: the new name must not point
+            // at nothing.
+            self.store
+                .remove_dentry(newparent, newname, ino, Vec::new())?;
+            return Err(FsError::NotFound);
         }
         self.cache.set_dentry(newparent, newname, Some(d));
         self.getattr(ino)
