@@ -173,11 +173,8 @@ impl Write {
                 ),
                 [
                     key,
+                    event_key(e),
                     vec![
-                        Some(CqlValue::BigInt(Event::bucket(e.at))),
-                        Some(CqlValue::BigInt(e.at)),
-                        Some(CqlValue::BigInt(e.id)),
-                        Some(CqlValue::Text(e.origin.clone())),
                         Some(CqlValue::List(
                             e.unlocked.iter().map(|i| CqlValue::BigInt(*i as i64)).collect(),
                         )),
@@ -192,11 +189,8 @@ impl Write {
                 ),
                 [
                     key,
+                    event_key(e),
                     vec![
-                        Some(CqlValue::BigInt(Event::bucket(e.at))),
-                        Some(CqlValue::BigInt(e.at)),
-                        Some(CqlValue::BigInt(e.id)),
-                        Some(CqlValue::Text(e.origin.clone())),
                         Some(CqlValue::List(
                             e.names.iter().map(|n| CqlValue::Blob(n.clone())).collect(),
                         )),
@@ -400,6 +394,16 @@ fn update_inode(ks: &str, key: Vec<Option<CqlValue>>, ino: u64, c: &Change) -> C
         ),
         values,
     )
+}
+
+/// An event's columns after the volume: bucket, at, id, origin.
+fn event_key(e: &Event) -> Vec<Option<CqlValue>> {
+    vec![
+        Some(CqlValue::BigInt(Event::bucket(e.at))),
+        Some(CqlValue::BigInt(e.at)),
+        Some(CqlValue::BigInt(e.id)),
+        Some(CqlValue::Text(e.origin.clone())),
+    ]
 }
 
 #[cfg(test)]
