@@ -329,25 +329,36 @@ impl Fs {
                 .remove_dentry(newparent, newname, ino, Vec::new())?;
             return Err(FsError::NotFound);
         }
+        // Another host that unlinked or renamed the new name as soon as it
+        // appeared may have read the inode before its record of the name
+        // landed, and removed the name from the record before this
+        // (later) write added it. Checked now that the record is in: a
+        // name that is gone already is taken back here; one removed from
+        // now on is removed from the record after this write.
+        if self.unrecord_name(ino, newparent, newname)? {
+            self.cache.forget_dentry(newparent, newname);
+            return self.getattr(ino);
+        }
         self.cache.set_dentry(newparent, newname, Some(d));
         self.getattr(ino)
     }
 
     /// Takes back the record of name `parent`/`name` that `ino` wrote
-    /// before its conditional create of that name failed, unless the name
-    /// does name `ino` (another host made the same name for the same inode
-    /// first: the record is theirs too).
-    pub(super) fn unrecord_name(&self, ino: u64, parent: u64, name: &[u8]) -> FsResult<()> {
+    /// beside its conditional create of that name, unless the name does
+    /// name `ino` now (made by this link, or by another host's link of the
+    /// same name to the same inode: the record is theirs too). True if
+    /// taken back.
+    pub(super) fn unrecord_name(&self, ino: u64, parent: u64, name: &[u8]) -> FsResult<bool> {
         if self
             .store
             .get_dentry(parent, name)?
             .is_some_and(|d| d.ino == ino)
         {
-            return Ok(());
+            return Ok(false);
         }
         let c = Change::default().with_names(SetOp::Remove(name_key(parent, name)));
         self.store.apply(vec![Write::Update(ino, c)])?;
-        Ok(())
+        Ok(true)
     }
 
     /// The current entry of a name, asking Cassandra (not the cache).
