@@ -15,36 +15,14 @@ use scylla::statement::prepared::PreparedStatement;
 use crate::metrics::{CqlKind, Tally};
 
 use super::changes::Touched;
-use super::generations::{Attempt, FROZEN};
+use super::conn::{applied_with, first_bool, result_rows};
+use super::generations::Attempt;
 use super::moves::RawDentry;
 use super::records::dentry_from_row;
-use super::session::{first_bool, result_rows, Conn, Store, REMOVAL_MARK_TTL, SMALL_DIR};
+use super::session::Store;
+use super::statements::{FROZEN, SMALL_DIR};
 use super::writes::Write;
 use super::{Dentry, Inode, Result, StoreError};
-
-/// The statements on `dir_entries` of one store.
-pub(super) struct EntryStatements {
-    /// The sentinel and one name.
-    get: PreparedStatement,
-    /// The same at SERIAL consistency: a conditional write of the name
-    /// still under way (its process died) is settled first.
-    get_serial: PreparedStatement,
-    list: PreparedStatement,
-    small: PreparedStatement,
-    /// Entries after a name, at most a number of them.
-    page: PreparedStatement,
-    /// The sentinel alone.
-    sentinel: PreparedStatement,
-    create: PreparedStatement,
-    replace: PreparedStatement,
-    remove: PreparedStatement,
-    /// Batch guards: the sentinel is live / is not frozen.
-    live: PreparedStatement,
-    unfrozen: PreparedStatement,
-    mark: PreparedStatement,
-    seal: PreparedStatement,
-    clear: PreparedStatement,
-}
 
 /// The sentinel's `ino` (None: live) and the entries of some rows.
 type Rows = (Option<i64>, Vec<RawDentry>);
@@ -52,58 +30,6 @@ type Rows = (Option<i64>, Vec<RawDentry>);
 /// Whether a conditional write of an entry applied, judged from the inode
 /// the entry names now (`None`: no entry).
 type Landed = dyn Fn(Option<u64>) -> bool;
-
-impl EntryStatements {
-    pub(super) fn prepare(c: &Conn, ks: &str) -> Result<EntryStatements> {
-        let key = "owner = ? AND environment = ? AND parent = ? AND gen = ?";
-        let cols = "name, ino, kind, moving_from";
-        let p = |q: String| c.prepare(q);
-        let sentinel = |cond: &str| {
-            format!("UPDATE {ks}.dir_entries SET kind = null WHERE {key} AND name = ? IF {cond}")
-        };
-        let get = format!("SELECT {cols} FROM {ks}.dir_entries WHERE {key} AND name IN (?, ?)");
-        let mut get_serial = p(get.clone())?;
-        get_serial.set_consistency(scylla::statement::Consistency::Serial);
-        Ok(EntryStatements {
-            get: p(get)?,
-            get_serial,
-            list: p(format!("SELECT {cols} FROM {ks}.dir_entries WHERE {key}"))?,
-            small: p(format!(
-                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} LIMIT {}",
-                SMALL_DIR + 2
-            ))?,
-            page: p(format!(
-                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} AND name > ? LIMIT ?"
-            ))?,
-            sentinel: p(format!(
-                "SELECT {cols} FROM {ks}.dir_entries WHERE {key} AND name = ?"
-            ))?,
-            create: p(format!(
-                "INSERT INTO {ks}.dir_entries (owner, environment, parent, gen, name, ino, kind, \
-                 moving_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?) IF NOT EXISTS"
-            ))?,
-            replace: p(format!(
-                "UPDATE {ks}.dir_entries SET ino = ?, kind = ?, moving_from = ? \
-                 WHERE {key} AND name = ? IF ino = ?"
-            ))?,
-            remove: p(format!(
-                "DELETE FROM {ks}.dir_entries WHERE {key} AND name = ? IF ino = ?"
-            ))?,
-            live: p(sentinel("ino = null"))?,
-            unfrozen: p(sentinel("ino IN (null, -1)"))?,
-            mark: p(format!(
-                "UPDATE {ks}.dir_entries USING TTL {REMOVAL_MARK_TTL} SET ino = -1 \
-                 WHERE {key} AND name = ? IF ino = null"
-            ))?,
-            seal: p(format!(
-                "UPDATE {ks}.dir_entries SET ino = -1 WHERE {key} AND name = ? IF ino IN (null, -1)"
-            ))?,
-            clear: p(format!(
-                "UPDATE {ks}.dir_entries SET ino = null WHERE {key} AND name = ? IF ino = -1"
-            ))?,
-        })
-    }
-}
 
 /// Rows of `name, ino, kind, moving_from`: the sentinel's state and the
 /// entries (rows without an inode are not entries: skipped).
@@ -241,7 +167,7 @@ impl Store {
                                     .map_err(StoreError::request)?,
                             )
                         },
-                        super::session::fetch_inode(&s, pi, owner, env, guess)
+                        super::inodes::fetch_inode(&s, pi, owner, env, guess)
                     );
                     Ok((d?, i?))
                 })?;
@@ -506,8 +432,8 @@ impl Store {
             // A conditional batch (Paxos) of the entry and the sentinel guard.
             let t = Tally::of(CqlKind::Lwt, 2).and(CqlKind::Write, jobs.len() as u64);
             let sent = self.conn.run_as(t, async {
-                let also = super::session::send_writes(s.clone(), &jobs);
-                super::session::applied_with(s.batch(batch, v), also).await
+                let also = super::apply::send_writes(s.clone(), &jobs);
+                applied_with(s.batch(batch, v), also).await
             });
             let applied = match sent {
                 Ok(applied) => applied,

@@ -15,17 +15,16 @@ use std::collections::HashMap;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use scylla::statement::prepared::PreparedStatement;
 use scylla::value::CqlValue;
 
 use crate::metrics::{CqlKind, Tally};
 
-use super::session::{result_rows, Conn, Store, PARALLEL};
+use super::conn::{first_bool, result_rows};
+use super::session::Store;
+use super::statements::FROZEN;
 use super::writes::Write;
 use super::{Kind, Result, StoreError};
 
-/// The sentinel's `ino` in a generation that was rolled.
-pub(super) const FROZEN: i64 = -2;
 /// Removals after which a generation is rolled, or its live entries when it
 /// has more (a big directory is copied only after as many removals: the
 /// copies cost at most one write per removal).
@@ -54,57 +53,6 @@ pub(super) struct Sentinel {
     roll_at: Option<i64>,
     /// Write time of `ino`, in microseconds.
     written_us: Option<i64>,
-}
-
-/// The statements of generations of one store.
-pub(super) struct GenStatements {
-    read_gen: PreparedStatement,
-    sentinel: PreparedStatement,
-    freeze: PreparedStatement,
-    copy: PreparedStatement,
-    roll_at: PreparedStatement,
-    set_gen: PreparedStatement,
-    drop_old: PreparedStatement,
-    churn_add: PreparedStatement,
-    churn_read: PreparedStatement,
-}
-
-impl GenStatements {
-    pub(super) fn prepare(c: &Conn, ks: &str) -> Result<GenStatements> {
-        let vol = "owner = ? AND environment = ?";
-        let key = format!("{vol} AND parent = ? AND gen = ?");
-        let p = |q: String| c.prepare(q);
-        Ok(GenStatements {
-            read_gen: p(format!(
-                "SELECT kind, gen FROM {ks}.inodes WHERE {vol} AND ino = ?"
-            ))?,
-            sentinel: p(format!(
-                "SELECT ino, roll_at, WRITETIME(ino) FROM {ks}.dir_entries WHERE {key} AND name = ?"
-            ))?,
-            freeze: p(format!(
-                "UPDATE {ks}.dir_entries SET ino = {FROZEN} WHERE {key} AND name = ? IF ino = null"
-            ))?,
-            copy: p(format!(
-                "INSERT INTO {ks}.dir_entries (owner, environment, parent, gen, name, ino, kind, \
-                 moving_from) VALUES (?, ?, ?, ?, ?, ?, ?, ?) USING TIMESTAMP ?"
-            ))?,
-            roll_at: p(format!(
-                "UPDATE {ks}.dir_entries USING TIMESTAMP ? SET roll_at = ? WHERE {key} AND name = ?"
-            ))?,
-            set_gen: p(format!(
-                "UPDATE {ks}.inodes USING TIMESTAMP ? SET gen = ? WHERE {vol} AND ino = ?"
-            ))?,
-            drop_old: p(format!(
-                "DELETE FROM {ks}.dir_entries WHERE {key} AND name > ?"
-            ))?,
-            churn_add: p(format!(
-                "UPDATE {ks}.churn SET removed = removed + ? WHERE {vol} AND parent = ?"
-            ))?,
-            churn_read: p(format!(
-                "SELECT removed FROM {ks}.churn WHERE {vol} AND parent = ?"
-            ))?,
-        })
-    }
 }
 
 fn now_us() -> i64 {
@@ -170,32 +118,18 @@ impl Store {
 
     /// Whether each (directory, generation) is frozen, read in parallel.
     fn frozen(&self, gens: &[(u64, i64)]) -> Result<Vec<bool>> {
-        if gens.is_empty() {
-            return Ok(Vec::new());
-        }
-        let s = self.conn.session();
-        let ps = self.gt.sentinel.clone();
-        let (owner, env, gens) = (self.owner, self.env.clone(), gens.to_vec());
-        let t = Tally::of(CqlKind::Read, gens.len() as u64);
-        self.conn.run_as(t, async move {
-            let mut set = tokio::task::JoinSet::new();
-            for (i, (dir, gen)) in gens.iter().copied().enumerate() {
-                let v = (owner, env.clone(), dir as i64, gen, Vec::<u8>::new());
-                let (s, ps) = (s.clone(), ps.clone());
-                set.spawn(async move { (i, s.execute_unpaged(&ps, v).await) });
-            }
-            let mut out = vec![false; gens.len()];
-            while let Some(r) = set.join_next().await {
-                let (i, r) = r.map_err(StoreError::request)?;
+        let (ps, owner, env) = (&self.gt.sentinel, self.owner, self.env.as_str());
+        self.conn
+            .fan_out(CqlKind::Read, gens, |s, (dir, gen)| async move {
+                let v = (owner, env, dir as i64, gen, Vec::<u8>::new());
+                let r = s.execute_unpaged(ps, v).await;
                 let rows = result_rows(r.map_err(StoreError::request)?)?;
                 let first = rows
                     .into_iter()
                     .next()
                     .and_then(|r| r.columns.into_iter().next());
-                out[i] = big(first.flatten().as_ref()) == Some(FROZEN);
-            }
-            Ok(out)
-        })
+                Ok(big(first.flatten().as_ref()) == Some(FROZEN))
+            })
     }
 
     /// Runs `attempt` on the directory's generation; when that generation
@@ -321,7 +255,7 @@ impl Store {
     /// is rolling it or an rmdir holds it.
     pub fn roll(&self, dir: u64, gen: i64) -> Result<()> {
         let v = self.sentinel_key(dir, gen);
-        if !super::session::first_bool(self.exec(&self.gt.freeze, v)?) {
+        if !first_bool(self.exec(&self.gt.freeze, v)?) {
             return Ok(());
         }
         self.finish_roll(dir, gen)
@@ -337,37 +271,26 @@ impl Store {
         let (_, live) = self.rows_of_gen(dir, gen)?;
         let next = gen + 1;
         let key = (self.owner, self.env.clone(), dir as i64);
-        for chunk in live.chunks(PARALLEL) {
-            let s = self.conn.session();
-            let (ps, key, chunk) = (self.gt.copy.clone(), key.clone(), chunk.to_vec());
-            let t = Tally::of(CqlKind::Write, chunk.len() as u64);
-            self.conn.run_as(t, async move {
-                let mut set = tokio::task::JoinSet::new();
-                for (d, moving) in chunk {
-                    let (s, ps, key) = (s.clone(), ps.clone(), key.clone());
-                    let moving = moving.unwrap_or_default();
-                    set.spawn(async move {
-                        let v = (
-                            key.0,
-                            key.1,
-                            key.2,
-                            next,
-                            d.name,
-                            d.ino as i64,
-                            d.kind as i32,
-                            moving,
-                            ts,
-                        );
-                        s.execute_unpaged(&ps, v).await
-                    });
-                }
-                while let Some(r) = set.join_next().await {
-                    r.map_err(StoreError::request)?
-                        .map_err(StoreError::request)?;
-                }
-                Ok(())
+        let (ps, owner, env) = (&self.gt.copy, self.owner, self.env.as_str());
+        self.conn
+            .fan_out(CqlKind::Write, &live, |s, (d, moving)| async move {
+                let moving = moving.unwrap_or_default();
+                let v = (
+                    owner,
+                    env,
+                    dir as i64,
+                    next,
+                    d.name,
+                    d.ino as i64,
+                    d.kind as i32,
+                    moving,
+                    ts,
+                );
+                s.execute_unpaged(ps, v)
+                    .await
+                    .map(drop)
+                    .map_err(StoreError::request)
             })?;
-        }
         let roll_at = self.removed_in(dir)? + ROLL_AFTER.max(live.len() as i64);
         self.set_roll_at(dir, next, roll_at, ts)?;
         self.exec(

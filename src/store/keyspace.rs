@@ -9,7 +9,9 @@ use scylla::statement::prepared::PreparedStatement;
 use scylla::value::{CqlValue, Row};
 
 use super::schema::{check_schema, valid_keyspace};
-use super::session::{result_rows, Conn, PARALLEL};
+use crate::metrics::CqlKind;
+
+use super::conn::{result_rows, Conn};
 use super::{Result, StoreConfig, StoreError};
 
 /// The values of one statement (`None` binds NULL).
@@ -89,32 +91,15 @@ impl Keyspace {
     /// Runs statements (single-page reads or writes), [`PARALLEL`] at a
     /// time; the rows of each, in order.
     pub fn run_all(&self, stmts: Vec<(String, Values)>) -> Result<Vec<Vec<Row>>> {
-        let mut out = Vec::with_capacity(stmts.len());
-        for chunk in stmts.chunks(PARALLEL) {
-            let mut jobs = Vec::with_capacity(chunk.len());
-            for (cql, v) in chunk {
-                jobs.push((self.prepare(cql)?, v.clone()));
-            }
-            let s = self.conn.session();
-            let rows = self.conn.run(jobs.len() as u64, async move {
-                let mut set = tokio::task::JoinSet::new();
-                for (i, (ps, v)) in jobs.into_iter().enumerate() {
-                    let s = s.clone();
-                    set.spawn(async move {
-                        let res = s.execute_unpaged(&ps, v).await;
-                        (i, res.map_err(StoreError::request).and_then(result_rows))
-                    });
-                }
-                let mut rows: Vec<Vec<Row>> = (0..set.len()).map(|_| Vec::new()).collect();
-                while let Some(r) = set.join_next().await {
-                    let (i, r) = r.map_err(StoreError::request)?;
-                    rows[i] = r?;
-                }
-                Ok(rows)
-            })?;
-            out.extend(rows);
-        }
-        Ok(out)
+        let jobs = stmts
+            .iter()
+            .map(|(cql, v)| Ok((self.prepare(cql)?, v)))
+            .collect::<Result<Vec<_>>>()?;
+        self.conn
+            .fan_out(CqlKind::Other, &jobs, |s, (ps, v)| async move {
+                let res = s.execute_unpaged(&ps, v).await;
+                res.map_err(StoreError::request).and_then(result_rows)
+            })
     }
 
     /// Runs one statement.

@@ -9,9 +9,10 @@ use std::collections::BTreeMap;
 use scylla::statement::Consistency as CqlConsistency;
 use scylla::value::{CqlValue, Row};
 
-use super::changes::Event;
+use super::conn::first_bool;
+use super::event::Event;
 use super::now_ns;
-use super::session::{first_bool, Store};
+use super::session::Store;
 use super::writes::Write;
 use super::Result;
 

@@ -10,9 +10,14 @@
 //! binds the volume's key from the store itself, so code above this module
 //! cannot reach another volume's rows.
 
+mod apply;
+mod blocks;
 mod changes;
+mod conn;
 mod entries;
+mod event;
 mod generations;
+mod inodes;
 mod keyspace;
 mod locks;
 mod moves;
@@ -21,6 +26,7 @@ mod removals;
 mod schema;
 mod session;
 mod sessions;
+mod statements;
 mod tls;
 pub mod usage;
 mod writes;
@@ -30,13 +36,14 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-pub use changes::{Event, FEED_BUCKET_SECS, FEED_RETENTION_SECS};
+pub use conn::Conn;
+pub use event::{Event, FEED_BUCKET_SECS, FEED_RETENTION_SECS};
 pub use keyspace::{val, Columns, Keyspace, Values};
 pub use locks::{LockCells, Swap};
 pub use records::INODE_COLUMNS;
 pub use schema::{apply_schema, check_schema, Replication, SCHEMA_CQL};
 pub use scylla::value::{CqlValue, Row};
-pub use session::{hex, Conn, Store};
+pub use session::Store;
 pub use sessions::{SessionInfo, SESSION_COLUMNS};
 pub use usage::{Limits, Usage};
 pub use writes::{name_key, Change, SetOp, Write};
@@ -58,6 +65,11 @@ pub const INLINE_MAX: u64 = 64 << 10;
 pub type Hash = [u8; 32];
 /// The hash standing for a block of zeros that is not stored.
 pub const HOLE: Hash = [0u8; 32];
+
+/// Lower-case hex of a hash, for messages.
+pub fn hex(h: &[u8]) -> String {
+    h.iter().map(|b| format!("{b:02x}")).collect()
+}
 
 /// The kinds of inodes, as stored in `inodes.kind`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

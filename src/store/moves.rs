@@ -9,6 +9,8 @@
 //! and clears the record. Every step is idempotent, so finishing a rename
 //! that is still under way elsewhere is harmless.
 
+use scylla::value::CqlValue;
+
 use super::writes::{name_key, Change, SetOp, Write};
 use super::{Dentry, Kind, Result, Store};
 
@@ -82,6 +84,31 @@ fn source_gone(d: &Dentry, src_parent: u64, from: &[u8], parent: u64) -> Vec<Wri
         w.push(Write::Update(parent, into));
     }
     w
+}
+
+impl Store {
+    /// Finishes the renames to a new name that a process left half-done
+    /// (see `renames` in cql/cassfs.cql); run when a mount starts.
+    pub fn finish_renames(&self) -> Result<usize> {
+        let rows = self.exec(&self.st.pending_renames, (self.owner, &self.env))?;
+        let mut n = 0;
+        for r in rows {
+            let mut c = r.columns.into_iter();
+            if let (
+                Some(Some(CqlValue::BigInt(id))),
+                Some(Some(CqlValue::BigInt(p))),
+                Some(Some(CqlValue::Blob(name))),
+            ) = (c.next(), c.next(), c.next())
+            {
+                // Reading the entry finishes its rename (store/moves.rs).
+                let raw = self.get_raw_dentry_serial(p as u64, &name)?;
+                self.settle_one(p as u64, raw)?;
+                self.apply(vec![Write::Unjournal(id)])?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
 }
 
 #[cfg(test)]

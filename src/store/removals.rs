@@ -10,6 +10,8 @@
 //! what Cassandra holds now, so settling a removal that completed, failed,
 //! or is still under way on a live mount changes nothing that should stay.
 
+use scylla::value::CqlValue;
+
 use super::writes::{name_key, Change, SetOp, Write};
 use super::{Result, Store};
 
@@ -54,5 +56,31 @@ impl Store {
             settled += 1;
         }
         Ok(settled)
+    }
+
+    /// The removals recorded by workers (`Write::Removing`): parent, name,
+    /// inode, whether a directory.
+    pub(super) fn removal_rows(&self) -> Result<Vec<Removal>> {
+        let rows = self.exec(&self.st.removals, (self.owner, &self.env))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|r| {
+                let mut c = r.columns.into_iter();
+                match (c.next(), c.next(), c.next(), c.next()) {
+                    (
+                        Some(Some(CqlValue::BigInt(p))),
+                        Some(Some(CqlValue::Blob(name))),
+                        Some(Some(CqlValue::BigInt(ino))),
+                        Some(Some(CqlValue::Boolean(dir))),
+                    ) => Some(Removal {
+                        parent: p as u64,
+                        name,
+                        ino: ino as u64,
+                        dir,
+                    }),
+                    _ => None,
+                }
+            })
+            .collect())
     }
 }

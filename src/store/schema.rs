@@ -1,6 +1,6 @@
 //! Creating and checking the CassFS schema (`cql/cassfs.cql`).
 
-use super::session::Conn;
+use super::conn::Conn;
 use super::{Result, StoreConfig, StoreError};
 
 /// The schema, compiled into the binary.

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 
 use scylla::value::{Counter, CqlValue, Row};
 
+use super::conn::result_rows;
 use super::keyspace::{val, Columns, Keyspace, Values};
-use super::session::result_rows;
 use super::{Inode, Kind, Result, Store, StoreError};
 use crate::metrics::{CqlKind, Tally};
 

@@ -10,7 +10,7 @@
 
 use scylla::value::CqlValue;
 
-use super::changes::Event;
+use super::event::Event;
 use super::records::content_columns;
 use super::usage::{self, Usage};
 use super::{Dentry, Inode, Kind};
