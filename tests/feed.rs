@@ -20,22 +20,6 @@ use common::*;
 /// holds the real target; this bound keeps CI from being flaky).
 const SEE: Duration = Duration::from_secs(3);
 
-/// Asserts that `f` becomes true within [`SEE`]; returns how long it took.
-#[track_caller]
-fn within(what: &str, mut f: impl FnMut() -> bool) -> Duration {
-    let start = Instant::now();
-    loop {
-        if f() {
-            return start.elapsed();
-        }
-        assert!(
-            start.elapsed() < SEE,
-            "the other mount did not see it within {SEE:?}: {what}"
-        );
-        thread::sleep(Duration::from_millis(20));
-    }
-}
-
 fn exists(p: &Path) -> bool {
     fs::symlink_metadata(p).is_ok()
 }
@@ -73,23 +57,23 @@ fn every_kind_of_change_reaches_the_other_mount_within_seconds() {
     warm(&b.join(""));
     assert!(!exists(&b.join("up")), "B looks first: a negative entry");
     fs::create_dir(a.join("up")).expect("mkdir on A");
-    took.push(within("mkdir up", || exists(&b.join("up"))));
+    took.push(seen_within(SEE, "mkdir up", || exists(&b.join("up"))));
 
     // create (a new file in a directory B listed).
     warm(&b.join("up"));
     assert!(!exists(&b.join("up/photo.jpg")));
     write(&a.join("up/photo.jpg"), b"jpeg 1");
-    took.push(within("new file", || {
+    took.push(seen_within(SEE, "new file", || {
         reads_as(&b.join("up/photo.jpg"), b"jpeg 1")
     }));
-    took.push(within("new file listed", || {
+    took.push(seen_within(SEE, "new file listed", || {
         names(&b.join("up")).contains(&OsString::from("photo.jpg"))
     }));
 
     // Same-size overwrite (only the content changes).
     warm(&b.join("up"));
     write(&a.join("up/photo.jpg"), b"jpeg 2");
-    took.push(within("same-size overwrite", || {
+    took.push(seen_within(SEE, "same-size overwrite", || {
         reads_as(&b.join("up/photo.jpg"), b"jpeg 2")
     }));
 
@@ -97,13 +81,15 @@ fn every_kind_of_change_reaches_the_other_mount_within_seconds() {
     warm(&b.join("up"));
     fs::set_permissions(a.join("up/photo.jpg"), fs::Permissions::from_mode(0o600))
         .expect("chmod on A");
-    took.push(within("chmod", || mode(&b.join("up/photo.jpg")) == 0o600));
+    took.push(seen_within(SEE, "chmod", || {
+        mode(&b.join("up/photo.jpg")) == 0o600
+    }));
     fs::OpenOptions::new()
         .write(true)
         .open(a.join("up/photo.jpg"))
         .and_then(|f| f.set_len(2))
         .expect("truncate on A");
-    took.push(within("truncate", || {
+    took.push(seen_within(SEE, "truncate", || {
         reads_as(&b.join("up/photo.jpg"), b"jp")
     }));
     let t = std::time::SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000_000);
@@ -112,43 +98,43 @@ fn every_kind_of_change_reaches_the_other_mount_within_seconds() {
         .open(a.join("up/photo.jpg"))
         .and_then(|f| f.set_modified(t))
         .expect("utimes on A");
-    took.push(within("utimes", || {
+    took.push(seen_within(SEE, "utimes", || {
         fs::metadata(b.join("up/photo.jpg")).is_ok_and(|m| m.mtime() == 1_000_000_000)
     }));
 
     // xattr.
     setxattr(&a.join("up/photo.jpg"), "user.k", b"v1", 0).expect("setxattr on A");
-    took.push(within("setxattr", || {
+    took.push(seen_within(SEE, "setxattr", || {
         getxattr(&b.join("up/photo.jpg"), "user.k").is_ok_and(|v| v == b"v1")
     }));
     removexattr(&a.join("up/photo.jpg"), "user.k").expect("removexattr on A");
-    took.push(within("removexattr", || {
+    took.push(seen_within(SEE, "removexattr", || {
         getxattr(&b.join("up/photo.jpg"), "user.k").is_err()
     }));
 
     // link, symlink.
     warm(&b.join("up"));
     fs::hard_link(a.join("up/photo.jpg"), a.join("up/hard")).expect("link on A");
-    took.push(within("link", || {
+    took.push(seen_within(SEE, "link", || {
         fs::metadata(b.join("up/hard")).is_ok_and(|m| m.nlink() == 2)
     }));
-    took.push(within("link count of the first name", || {
+    took.push(seen_within(SEE, "link count of the first name", || {
         fs::metadata(b.join("up/photo.jpg")).is_ok_and(|m| m.nlink() == 2)
     }));
     std::os::unix::fs::symlink("photo.jpg", a.join("up/sym")).expect("symlink on A");
-    took.push(within("symlink", || {
+    took.push(seen_within(SEE, "symlink", || {
         fs::read_link(b.join("up/sym")).is_ok_and(|t| t == Path::new("photo.jpg"))
     }));
 
     // rename of a file, then of a directory.
     warm(&b.join("up"));
     fs::rename(a.join("up/photo.jpg"), a.join("up/renamed.jpg")).expect("rename on A");
-    took.push(within("file rename", || {
+    took.push(seen_within(SEE, "file rename", || {
         !exists(&b.join("up/photo.jpg")) && reads_as(&b.join("up/renamed.jpg"), b"jp")
     }));
     warm(&b.join(""));
     fs::rename(a.join("up"), a.join("uploads")).expect("directory rename on A");
-    took.push(within("directory rename", || {
+    took.push(seen_within(SEE, "directory rename", || {
         !exists(&b.join("up")) && reads_as(&b.join("uploads/renamed.jpg"), b"jp")
     }));
 
@@ -157,11 +143,11 @@ fn every_kind_of_change_reaches_the_other_mount_within_seconds() {
     for n in ["renamed.jpg", "hard", "sym"] {
         fs::remove_file(a.join("uploads").join(n)).expect("unlink on A");
     }
-    took.push(within("unlink", || {
+    took.push(seen_within(SEE, "unlink", || {
         names(&b.join("uploads")).is_empty() && !exists(&b.join("uploads/hard"))
     }));
     fs::remove_dir(a.join("uploads")).expect("rmdir on A");
-    took.push(within("rmdir", || !exists(&b.join("uploads"))));
+    took.push(seen_within(SEE, "rmdir", || !exists(&b.join("uploads"))));
 
     let slowest = took.iter().max().copied().unwrap_or_default();
     eprintln!("{} changes seen, slowest after {slowest:?}", took.len());
@@ -173,7 +159,7 @@ fn concurrent_writers_on_both_mounts_converge() {
     let a = vol.mount(&[]);
     let b = vol.mount(&[]);
     fs::create_dir(a.join("cache")).expect("mkdir");
-    within("the directory", || exists(&b.join("cache")));
+    seen_within(SEE, "the directory", || exists(&b.join("cache")));
     warm(&a.join("cache"));
     warm(&b.join("cache"));
     let n = 40;
@@ -205,7 +191,7 @@ fn concurrent_writers_on_both_mounts_converge() {
         .collect();
     for (m, name) in [(&a, "A"), (&b, "B")] {
         let dir = m.join("cache");
-        within(&format!("{name} lists both mounts' files"), || {
+        seen_within(SEE, &format!("{name} lists both mounts' files"), || {
             names(&dir) == want
         });
         for f in &want {
@@ -226,7 +212,7 @@ fn a_mount_that_stopped_catches_up() {
     let a = vol.mount(&[]);
     let mut b = vol.mount(&[]);
     write(&a.join("f"), b"one");
-    within("the file", || reads_as(&b.join("f"), b"one"));
+    seen_within(SEE, "the file", || reads_as(&b.join("f"), b"one"));
     warm(&b.join(""));
     // B's daemon is frozen (as a host whose process is descheduled or
     // partitioned) while A changes things; then it runs again.
@@ -239,9 +225,13 @@ fn a_mount_that_stopped_catches_up() {
     thread::sleep(Duration::from_secs(5));
     // SAFETY: as above.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
-    within("B catches up: content", || reads_as(&b.join("f"), b"two"));
-    within("B catches up: mode", || mode(&b.join("f")) == 0o640);
-    within("B catches up: new name", || reads_as(&b.join("g"), b"new"));
+    seen_within(SEE, "B catches up: content", || {
+        reads_as(&b.join("f"), b"two")
+    });
+    seen_within(SEE, "B catches up: mode", || mode(&b.join("f")) == 0o640);
+    seen_within(SEE, "B catches up: new name", || {
+        reads_as(&b.join("g"), b"new")
+    });
     assert!(b.is_alive(), "B still serves");
 }
 
@@ -251,7 +241,7 @@ fn a_mount_made_again_shows_the_current_tree() {
     let a = vol.mount(&[]);
     let mut b = vol.mount(&[]);
     write(&a.join("f"), b"one");
-    within("the file", || reads_as(&b.join("f"), b"one"));
+    seen_within(SEE, "the file", || reads_as(&b.join("f"), b"one"));
     let st = b.unmount();
     assert!(st.success(), "unmount B: {st}");
     write(&a.join("f"), b"two");

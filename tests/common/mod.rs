@@ -942,6 +942,20 @@ pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
     }
 }
 
+/// Polls `f` every 20 ms until it returns true, failing the test with
+/// `what` if `limit` passes first: how long it took.
+#[track_caller]
+pub fn seen_within(limit: Duration, what: &str, mut f: impl FnMut() -> bool) -> Duration {
+    let start = Instant::now();
+    loop {
+        if f() {
+            return start.elapsed();
+        }
+        assert!(start.elapsed() < limit, "not seen within {limit:?}: {what}");
+        thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Reads a whole file, panicking with the path on error.
 pub fn read(p: &Path) -> Vec<u8> {
     fs::read(p).unwrap_or_else(|e| panic!("read {}: {e}", p.display()))
