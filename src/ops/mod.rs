@@ -87,6 +87,19 @@ pub struct SetAttr {
     pub mtime: Option<SetTime>,
 }
 
+/// Runs `a` on a thread of its own and `b` on this one, side by side (two
+/// independent round trips to Cassandra in the time of one): both results.
+fn side_by_side<A: Send, B>(a: impl FnOnce() -> A + Send, b: impl FnOnce() -> B) -> (A, B) {
+    std::thread::scope(|s| {
+        let a = s.spawn(a);
+        let b = b();
+        match a.join() {
+            Ok(a) => (a, b),
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+    })
+}
+
 /// Whether `caller` may access `i` as `mask` (R_OK, W_OK, X_OK bits) by
 /// its permission bits.
 fn permits(i: &Inode, mask: i32, caller: Caller) -> bool {

@@ -13,7 +13,7 @@
 
 use std::sync::Arc;
 
-use super::{check_name, now_ns, Caller, Fs};
+use super::{check_name, now_ns, side_by_side, Caller, Fs};
 use crate::cache::Listing;
 use crate::error::{FsError, FsResult};
 use crate::store::{name_key, Change, Content, Dentry, Inode, Kind, SetOp, Usage, Write};
@@ -296,12 +296,10 @@ impl Fs {
         // inode). Side by side, a daemon killed between the two leaves at
         // most a link count one too high (`cassfs fsck --repair`).
         let writes = vec![Write::Update(newparent, Change::times(now))];
-        let (alive, created) = std::thread::scope(|s| {
-            let add = s.spawn(|| self.store.add_name_if_alive(ino, &key, now, i.kind));
-            let created = self.store.create_dentry(newparent, &d, writes);
-            (add.join(), created)
-        });
-        let alive = alive.map_err(|_| FsError::Invalid)?;
+        let (alive, created) = side_by_side(
+            || self.store.add_name_if_alive(ino, &key, now, i.kind),
+            || self.store.create_dentry(newparent, &d, writes),
+        );
         self.cache.forget_inode(ino);
         self.dir_changed(newparent, now, 0);
         let created = match created {
