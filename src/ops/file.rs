@@ -400,18 +400,25 @@ impl Fs {
         }
         let (version, parent) = (i.version, i.parent);
         let fh = self.open_inode(i, flags)?;
+        Ok(self.opened(fh, ino, parent, version, flags))
+    }
+
+    /// The answer to an open of `ino` (of `version`, in `parent`) as
+    /// handle `fh`: the kernel keeps its pages if they are of this version;
+    /// a first open here starts the directory's read-ahead.
+    fn opened(&self, fh: u64, ino: u64, parent: u64, version: i64, flags: OpenFlags) -> Opened {
         let had = self.files.page_versions.lock().insert(ino, version);
         if had.is_none() {
             self.dirahead
                 .opened_in(parent, ino, &self.cache, &self.prefetch);
         }
-        Ok(Opened {
+        Opened {
             fh,
             keep_cache: !flags.truncate && had == Some(version),
             // Also on a first open here: the kernel may hold attributes
             // from a lookup made before the content changed.
             attrs_stale: had != Some(version),
-        })
+        }
     }
 
     /// An open for reading answered from memory, without waiting on
@@ -444,16 +451,7 @@ impl Fs {
         }
         self.files.handles.lock().insert(fh, Handle { ino, flags });
         drop(r);
-        let had = self.files.page_versions.lock().insert(ino, version);
-        if had.is_none() {
-            self.dirahead
-                .opened_in(parent, ino, &self.cache, &self.prefetch);
-        }
-        Some(Opened {
-            fh,
-            keep_cache: had == Some(version),
-            attrs_stale: had != Some(version),
-        })
+        Some(self.opened(fh, ino, parent, version, flags))
     }
 
     /// A release answered from memory (in the adapter's thread): when the

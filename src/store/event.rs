@@ -72,13 +72,16 @@ pub(super) fn event_from_row(row: Row) -> Option<Event> {
             _ => None,
         })
         .collect();
-    let inos = list(c.next())
-        .into_iter()
-        .filter_map(|v| match v {
-            CqlValue::BigInt(i) => Some(i as u64),
-            _ => None,
-        })
-        .collect();
+    let inodes = |v| -> Vec<u64> {
+        list(v)
+            .into_iter()
+            .filter_map(|v| match v {
+                CqlValue::BigInt(i) => Some(i as u64),
+                _ => None,
+            })
+            .collect()
+    };
+    let inos = inodes(c.next());
     let versions = match c.next() {
         Some(Some(CqlValue::Map(m))) => m
             .into_iter()
@@ -89,13 +92,7 @@ pub(super) fn event_from_row(row: Row) -> Option<Event> {
             .collect(),
         _ => Vec::new(),
     };
-    let unlocked = list(c.next())
-        .into_iter()
-        .filter_map(|v| match v {
-            CqlValue::BigInt(i) => Some(i as u64),
-            _ => None,
-        })
-        .collect();
+    let unlocked = inodes(c.next());
     Some(Event {
         origin,
         at,
